@@ -1,0 +1,176 @@
+// The control plane of a load-balancing policy: builder, balancer, helper.
+//
+// A BalancerBuilder parses its config and builds a Balancer. The channel gives
+// the balancer resolver updates; the balancer creates subchannels (or child
+// balancers) through its Helper and publishes a connectivity state and a
+// Picker through it.
+//
+// Thread-safety, the one rule: every Balancer method, every subchannel state
+// listener, every timer and every Helper::Post callback of one channel runs on
+// that channel's work serializer, one at a time. A balancer therefore needs no
+// lock of its own. Pickers are the exception: see picker.h.
+#ifndef LBKIT_BALANCER_H_
+#define LBKIT_BALANCER_H_
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <grpcpp/support/status.h>
+#include <nlohmann/json.hpp>
+
+#include "lbkit/connectivity.h"
+#include "lbkit/picker.h"
+#include "lbkit/resolver.h"
+
+namespace lbkit {
+
+namespace internal {
+class SubchannelImpl;
+}
+
+// A connection to exactly one address (a grpc::Channel underneath, so gRPC
+// does HTTP/2, TLS and reconnect backoff). Created by Helper::CreateSubchannel.
+// A subchannel starts IDLE and connects only when asked.
+//
+// Methods other than address() must be called on the work serializer.
+// Destroying the last reference, or Shutdown(), closes the connection once the
+// calls on it finish.
+class Subchannel {
+ public:
+  virtual ~Subchannel() = default;
+  Subchannel(const Subchannel&) = delete;
+  Subchannel& operator=(const Subchannel&) = delete;
+
+  // The address it was created for. Thread-safe.
+  virtual const std::string& address() const = 0;
+  // The last state delivered to the listener.
+  virtual ConnectivityState state() const = 0;
+  // Starts connecting if IDLE; otherwise does nothing.
+  virtual void RequestConnection() = 0;
+  // Resets the reconnect backoff so that the next attempt starts now.
+  virtual void ResetBackoff() = 0;
+  // Stops the listener for good and lets the connection go. Idempotent.
+  virtual void Shutdown() = 0;
+
+ private:
+  friend class internal::SubchannelImpl;
+  Subchannel() = default;  // only lbkit creates subchannels
+};
+
+// Receives a subchannel's state changes, on the work serializer. `status`
+// explains TRANSIENT_FAILURE and is OK otherwise.
+using SubchannelStateListener =
+    std::function<void(ConnectivityState state, const grpc::Status& status)>;
+
+// What a balancer publishes: its aggregate state and the picker for it.
+struct BalancerState {
+  ConnectivityState state = ConnectivityState::kIdle;
+  std::shared_ptr<Picker> picker;  // never null once published
+  grpc::Status status;             // why, for TRANSIENT_FAILURE; OK otherwise
+};
+
+// A pending timer. Destroying it cancels the callback if it has not run.
+class Timer {
+ public:
+  virtual ~Timer() = default;
+};
+
+// A balancer's link to its channel (or to its parent balancer). Valid until the
+// balancer is destroyed. Methods must be called on the work serializer, except
+// Post, which is thread-safe.
+class Helper {
+ public:
+  virtual ~Helper() = default;
+
+  // Creates an IDLE subchannel for `address`. `listener` is called on each
+  // state change until the subchannel is shut down or this balancer is
+  // destroyed, whichever comes first. Never returns null: a bad address shows
+  // up as TRANSIENT_FAILURE.
+  virtual std::shared_ptr<Subchannel> CreateSubchannel(const std::string& address,
+                                                       SubchannelStateListener listener) = 0;
+  // Publishes a new state and picker. `state.picker` must not be null.
+  virtual void UpdateState(BalancerState state) = 0;
+  // Asks the resolver to resolve again (a connection dropped).
+  virtual void RequestReresolution() = 0;
+  // Runs `fn` on the work serializer after `delay`, unless the returned timer
+  // is destroyed first or this balancer is destroyed.
+  [[nodiscard]] virtual std::unique_ptr<Timer> StartTimer(std::chrono::milliseconds delay,
+                                                          std::function<void()> fn) = 0;
+  // Thread-safe: runs `fn` on the work serializer soon, unless this balancer
+  // has been destroyed by then. Pickers use it to wake an idle balancer.
+  virtual void Post(std::function<void()> fn) = 0;
+  // The channel's target, for logs.
+  virtual const std::string& target() const = 0;
+};
+
+// A policy's parsed config. Policies derive their own.
+class BalancerConfig {
+ public:
+  virtual ~BalancerConfig() = default;
+};
+
+// What a balancer receives from the resolver, with its parsed config.
+struct BalancerUpdate {
+  std::vector<Endpoint> endpoints;
+  std::shared_ptr<const BalancerConfig> config;  // from the policy's ParseConfig
+};
+
+class Balancer {
+ public:
+  virtual ~Balancer() = default;
+  // A new resolver state. Returns non-OK to reject it (for example too few
+  // endpoints); the balancer should then also publish TRANSIENT_FAILURE.
+  virtual grpc::Status UpdateResolverState(BalancerUpdate update) = 0;
+  // The resolver failed. With no endpoints yet, publish TRANSIENT_FAILURE.
+  virtual void ResolverError(const grpc::Status& status) = 0;
+  // Leave IDLE: connect now.
+  virtual void ExitIdle() {}
+  // Reset reconnect backoff of every subchannel.
+  virtual void ResetBackoff() {}
+};
+
+// Builds one policy. Registered by name (registry.h). Thread-safe: const
+// methods may be called from any thread.
+class BalancerBuilder {
+ public:
+  virtual ~BalancerBuilder() = default;
+  // The name used in loadBalancingConfig, e.g. "round_robin".
+  virtual std::string name() const = 0;
+  // Parses and validates the policy's JSON object (`{}` when empty). On
+  // success sets *config (never null) and returns OK; otherwise returns
+  // INVALID_ARGUMENT with a message naming the bad field. Must not throw.
+  virtual grpc::Status ParseConfig(const nlohmann::json& json,
+                                   std::shared_ptr<const BalancerConfig>* config) const = 0;
+  // Builds a balancer that reports through `helper` (valid for its lifetime).
+  virtual std::unique_ptr<Balancer> Build(Helper* helper) const = 0;
+};
+
+// Owns a child balancer built from the registry: what a parent policy uses to
+// delegate (EndpointSharding uses it for one pick_first per endpoint). The
+// child gets its own helper: its subchannels and timers are released, and its
+// listeners silenced, when the ChildBalancer is destroyed. Serializer only.
+class ChildBalancer {
+ public:
+  // Called on the serializer each time the child publishes a state.
+  using StateCallback = std::function<void(const BalancerState& state)>;
+
+  // Builds the policy `name` under `parent`. Returns nullptr and sets *status
+  // (NOT_FOUND) when no such policy is registered.
+  static std::unique_ptr<ChildBalancer> Create(Helper* parent, const std::string& name,
+                                               StateCallback on_state, grpc::Status* status);
+  virtual ~ChildBalancer() = default;
+
+  virtual grpc::Status UpdateResolverState(BalancerUpdate update) = 0;
+  virtual void ResolverError(const grpc::Status& status) = 0;
+  virtual void ExitIdle() = 0;
+  virtual void ResetBackoff() = 0;
+  // The last state the child published (IDLE with a queueing picker before).
+  virtual const BalancerState& state() const = 0;
+};
+
+}  // namespace lbkit
+
+#endif  // LBKIT_BALANCER_H_

@@ -1,0 +1,127 @@
+// Resolvers turn a channel's target into endpoints and, optionally, a service
+// config. lbkit ships "manual" (fed by the program) and "static" (addresses in
+// the target). Others can be registered by scheme.
+//
+// Thread-safety: ManualResolver's public methods and ResolverListener's
+// methods may be called from any thread. Resolver's own methods are called by
+// the channel, one at a time.
+#ifndef LBKIT_RESOLVER_H_
+#define LBKIT_RESOLVER_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <grpcpp/support/status.h>
+
+namespace lbkit {
+
+// One logical backend: one or more addresses ("host:port", "[v6]:port",
+// "unix:/path") that all reach it. pick_first tries them in order.
+struct Endpoint {
+  std::vector<std::string> addresses;
+
+  bool operator==(const Endpoint& other) const { return addresses == other.addresses; }
+  bool operator!=(const Endpoint& other) const { return !(*this == other); }
+};
+
+// What a resolver reports: the endpoints, and a service config as gRPC's JSON
+// (empty: none, the channel then uses its default, then pick_first).
+struct ResolverState {
+  std::vector<Endpoint> endpoints;
+  std::string service_config;
+};
+
+// The parsed target of a channel: "scheme://authority/endpoint" or
+// "scheme:endpoint".
+struct Target {
+  std::string scheme;
+  std::string authority;
+  std::string endpoint;  // the path without its leading '/'
+  std::string uri;       // the target as given
+};
+
+// Parses `uri`. Requires nothing. Returns INVALID_ARGUMENT naming the problem
+// when `uri` has no scheme or an empty one.
+grpc::Status ParseTarget(const std::string& uri, Target* target);
+
+// The channel's side of a resolver. Every method may be called from any thread
+// and returns at once: the update is applied later on the channel's work
+// serializer. Calls after the channel shut down are ignored.
+class ResolverListener {
+ public:
+  virtual ~ResolverListener() = default;
+  // A new state; replaces the previous one entirely.
+  virtual void OnUpdate(ResolverState state) = 0;
+  // Resolution failed. The channel keeps its last good state if it has one;
+  // otherwise it goes to TRANSIENT_FAILURE with `status`.
+  virtual void OnError(grpc::Status status) = 0;
+};
+
+// A name resolver. The channel calls Start once, RequestReresolution any
+// number of times, then Shutdown once; never two of them at the same time.
+class Resolver {
+ public:
+  virtual ~Resolver() = default;
+  // Starts resolving. `listener` stays valid until Shutdown returns; the
+  // resolver may report through it from any thread until then.
+  virtual void Start(std::shared_ptr<ResolverListener> listener) = 0;
+  // A hint that the current state may be stale (a connection dropped).
+  virtual void RequestReresolution() {}
+  // Stops reporting. After it returns the resolver never uses the listener.
+  virtual void Shutdown() = 0;
+};
+
+// Builds resolvers for one scheme.
+class ResolverFactory {
+ public:
+  virtual ~ResolverFactory() = default;
+  virtual std::string scheme() const = 0;
+  // Builds a resolver for `target` (whose scheme is scheme()). Returns
+  // INVALID_ARGUMENT with a message naming the problem for a target it cannot
+  // serve; never crashes on bad input.
+  virtual grpc::Status Create(const Target& target, std::shared_ptr<Resolver>* resolver) const = 0;
+};
+
+// Registers `factory` for its scheme, replacing any earlier one. Thread-safe.
+void RegisterResolverFactory(std::shared_ptr<const ResolverFactory> factory);
+// The factory for `scheme`, or nullptr. Thread-safe.
+std::shared_ptr<const ResolverFactory> FindResolverFactory(const std::string& scheme);
+// The registered schemes, sorted. Thread-safe.
+std::vector<std::string> RegisteredResolverSchemes();
+
+// A resolver fed by the program, like gRPC-Go's resolver/manual. Give it to
+// ChannelOptions::resolver. One channel at a time may use it.
+class ManualResolver : public Resolver {
+ public:
+  static std::shared_ptr<ManualResolver> Create();
+
+  // Sets the state the channel sees when it starts. Thread-safe.
+  void SetInitialState(ResolverState state);
+  // Reports a new state: to the channel if started, else as the initial state.
+  // Thread-safe.
+  void UpdateState(ResolverState state);
+  // Reports a resolution error to the channel (ignored before Start).
+  // Thread-safe.
+  void ReportError(grpc::Status status);
+  // How many times the channel asked for re-resolution. Thread-safe.
+  int reresolution_requests() const;
+
+  void Start(std::shared_ptr<ResolverListener> listener) override;
+  void RequestReresolution() override;
+  void Shutdown() override;
+
+ private:
+  ManualResolver() = default;
+
+  mutable std::mutex mu_;
+  std::shared_ptr<ResolverListener> listener_;  // set between Start and Shutdown
+  bool has_initial_state_ = false;
+  ResolverState initial_state_;
+  int reresolution_requests_ = 0;
+};
+
+}  // namespace lbkit
+
+#endif  // LBKIT_RESOLVER_H_

@@ -1,0 +1,579 @@
+#include "core/client_conn.h"
+
+#include <chrono>
+#include <future>
+#include <utility>
+
+#include <grpc/support/time.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include "core/lame_channel.h"
+#include "core/stub_adapter.h"
+#include "core/trace.h"
+
+namespace lbkit {
+namespace internal {
+namespace {
+
+grpc_connectivity_state ToGrpc(ConnectivityState state) {
+  switch (state) {
+    case ConnectivityState::kIdle:
+      return GRPC_CHANNEL_IDLE;
+    case ConnectivityState::kConnecting:
+      return GRPC_CHANNEL_CONNECTING;
+    case ConnectivityState::kReady:
+      return GRPC_CHANNEL_READY;
+    case ConnectivityState::kTransientFailure:
+      return GRPC_CHANNEL_TRANSIENT_FAILURE;
+    case ConnectivityState::kShutdown:
+      return GRPC_CHANNEL_SHUTDOWN;
+  }
+  return GRPC_CHANNEL_SHUTDOWN;
+}
+
+const grpc::Status& ShutdownStatus() {
+  static const grpc::Status* status =
+      new grpc::Status(grpc::StatusCode::UNAVAILABLE, "lbkit channel shut down");
+  return *status;
+}
+
+// A deadline as a steady-clock time point; max() for none.
+std::chrono::steady_clock::time_point SteadyDeadline(gpr_timespec deadline) {
+  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0) {
+    return std::chrono::steady_clock::time_point::max();
+  }
+  gpr_timespec remaining = gpr_time_sub(deadline, gpr_now(deadline.clock_type));
+  auto nanos = std::chrono::seconds(remaining.tv_sec) + std::chrono::nanoseconds(remaining.tv_nsec);
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(nanos);
+}
+
+class SerializerTimer final : public Timer {
+ public:
+  SerializerTimer(std::shared_ptr<WorkSerializer> serializer, uint64_t id)
+      : serializer_(std::move(serializer)), id_(id) {}
+  ~SerializerTimer() override { serializer_->Cancel(id_); }
+
+ private:
+  std::shared_ptr<WorkSerializer> serializer_;
+  uint64_t id_;
+};
+
+}  // namespace
+
+// A call waiting for a picker that can place it.
+struct ClientConn::Waiter {
+  const PickArgs* args;
+  bool wait_for_ready;
+  std::condition_variable cv;
+  bool done = false;
+  std::shared_ptr<SubchannelImpl> subchannel;  // set: use it
+  CallDoneCallback on_done;
+  grpc::Status status;  // otherwise: fail with this
+};
+
+// The helper of the top balancer's ChildBalancer: where subchannels, timers
+// and posts meet the channel.
+class ClientConn::RootHelper final : public Helper {
+ public:
+  explicit RootHelper(ClientConn* conn) : conn_(conn) {}
+
+  std::shared_ptr<Subchannel> CreateSubchannel(const std::string& address,
+                                               SubchannelStateListener listener) override {
+    std::shared_ptr<SubchannelImpl> subchannel =
+        SubchannelImpl::Create(address, conn_->credentials_, conn_->options_.channel_args,
+                               conn_->serializer_, std::move(listener));
+    if (subchannels_.size() >= 2 * live_hint_ + 16) {
+      std::vector<std::weak_ptr<SubchannelImpl>> live;
+      for (auto& weak : subchannels_) {
+        std::shared_ptr<SubchannelImpl> sc = weak.lock();
+        if (sc != nullptr && !sc->is_shutdown()) live.push_back(std::move(weak));
+      }
+      subchannels_ = std::move(live);
+      live_hint_ = subchannels_.size();
+    }
+    subchannels_.push_back(subchannel);
+    Trace(TraceFlag::kSubchannel, "subchannel ", address, ": created");
+    return subchannel;
+  }
+
+  void UpdateState(BalancerState state) override { conn_->PublishState(state); }
+
+  void RequestReresolution() override {
+    Trace(TraceFlag::kResolver, conn_->target_, ": re-resolution requested");
+    if (conn_->resolver_ != nullptr) conn_->resolver_->RequestReresolution();
+  }
+
+  std::unique_ptr<Timer> StartTimer(std::chrono::milliseconds delay,
+                                    std::function<void()> fn) override {
+    uint64_t id = conn_->serializer_->RunAfter(delay, std::move(fn));
+    return std::make_unique<SerializerTimer>(conn_->serializer_, id);
+  }
+
+  void Post(std::function<void()> fn) override { conn_->serializer_->Run(std::move(fn)); }
+
+  const std::string& target() const override { return conn_->target_; }
+
+  std::vector<std::shared_ptr<SubchannelImpl>> Live() const {
+    std::vector<std::shared_ptr<SubchannelImpl>> live;
+    for (const auto& weak : subchannels_) {
+      std::shared_ptr<SubchannelImpl> sc = weak.lock();
+      if (sc != nullptr && !sc->is_shutdown()) live.push_back(std::move(sc));
+    }
+    return live;
+  }
+
+ private:
+  ClientConn* conn_;
+  std::vector<std::weak_ptr<SubchannelImpl>> subchannels_;
+  size_t live_hint_ = 0;
+};
+
+// The channel's ResolverListener: hops onto the serializer.
+class ClientConn::Listener final : public ResolverListener {
+ public:
+  explicit Listener(std::weak_ptr<ClientConn> conn) : conn_(std::move(conn)) {}
+  void OnUpdate(ResolverState state) override {
+    if (std::shared_ptr<ClientConn> conn = conn_.lock()) {
+      conn->serializer_->Run(
+          [conn, state = std::move(state)]() mutable { conn->OnResolverUpdate(std::move(state)); });
+    }
+  }
+  void OnError(grpc::Status status) override {
+    if (std::shared_ptr<ClientConn> conn = conn_.lock()) {
+      conn->serializer_->Run([conn, status] { conn->OnResolverError(status); });
+    }
+  }
+
+ private:
+  std::weak_ptr<ClientConn> conn_;
+};
+
+ClientConn::ClientConn(std::string target, std::shared_ptr<grpc::ChannelCredentials> credentials,
+                       ChannelOptions options)
+    : target_(std::move(target)),
+      credentials_(std::move(credentials)),
+      options_(std::move(options)),
+      serializer_(std::make_shared<WorkSerializer>("lbkit-control")),
+      picker_slot_(std::make_shared<QueuePicker>()),
+      root_helper_(std::make_unique<RootHelper>(this)) {}
+
+ClientConn::~ClientConn() { Shutdown(); }
+
+void ClientConn::Start(std::shared_ptr<Resolver> resolver) {
+  SetState(ConnectivityState::kConnecting, grpc::Status::OK);
+  serializer_->Run([self = shared_from_this(), resolver = std::move(resolver)] {
+    self->resolver_ = resolver;
+    self->listener_ = std::make_shared<Listener>(self);
+    Trace(TraceFlag::kResolver, self->target_, ": starting resolver");
+    resolver->Start(self->listener_);
+  });
+}
+
+void ClientConn::StartFailed(const grpc::Status& status) {
+  serializer_->Run([self = shared_from_this(), status] { self->FailChannel(status); });
+}
+
+void ClientConn::FailChannel(const grpc::Status& status) {
+  grpc::Status unavailable(grpc::StatusCode::UNAVAILABLE, status.error_message());
+  BalancerState state;
+  state.state = ConnectivityState::kTransientFailure;
+  state.picker = std::make_shared<FailPicker>(unavailable);
+  state.status = unavailable;
+  PublishState(state);
+}
+
+void ClientConn::OnResolverUpdate(ResolverState update) {
+  if (shutting_down_) return;
+  Trace(TraceFlag::kResolver, target_, ": update with ", update.endpoints.size(), " endpoint(s)",
+        update.service_config.empty() ? "" : " and a service config");
+  const std::string& json =
+      update.service_config.empty() ? options_.default_service_config : update.service_config;
+  ServiceConfig parsed;
+  grpc::Status status = ParseServiceConfig(json, &parsed);
+  if (!status.ok()) {
+    if (!has_config_) {
+      Trace(TraceFlag::kResolver, target_, ": ", status.error_message());
+      FailChannel(status);
+      return;
+    }
+    Trace(TraceFlag::kResolver, target_, ": ", status.error_message(),
+          "; keeping the last good config");
+    parsed = config_;
+  } else {
+    config_ = parsed;
+    has_config_ = true;
+  }
+  if (top_ == nullptr || top_name_ != parsed.policy_name) {
+    grpc::Status build_status;
+    std::unique_ptr<ChildBalancer> child = ChildBalancer::Create(
+        root_helper_.get(), parsed.policy_name,
+        [this](const BalancerState& state) { PublishState(state); }, &build_status);
+    if (child == nullptr) {
+      FailChannel(build_status);
+      return;
+    }
+    Trace(TraceFlag::kPolicy, target_, ": using policy ", parsed.policy_name);
+    top_ = std::move(child);  // the previous policy, if any, goes now
+    top_name_ = parsed.policy_name;
+  }
+  has_endpoints_ = !update.endpoints.empty();
+  BalancerUpdate balancer_update;
+  balancer_update.endpoints = std::move(update.endpoints);
+  balancer_update.config = parsed.config;
+  grpc::Status policy_status = top_->UpdateResolverState(std::move(balancer_update));
+  if (!policy_status.ok()) {
+    Trace(TraceFlag::kPolicy, target_, ": ", top_name_,
+          " rejected the update: ", policy_status.error_message());
+  }
+}
+
+void ClientConn::OnResolverError(const grpc::Status& status) {
+  if (shutting_down_) return;
+  Trace(TraceFlag::kResolver, target_, ": error: ", status.error_message());
+  if (top_ != nullptr && has_endpoints_) {
+    top_->ResolverError(status);
+    return;
+  }
+  FailChannel(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                           "resolver error for " + target_ + ": " + status.error_message()));
+}
+
+void ClientConn::PublishState(const BalancerState& state) {
+  std::shared_ptr<Picker> picker = state.picker;
+  std::shared_ptr<Picker> previous = picker_slot_.Publish(picker);
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      Waiter* waiter = *it;
+      PickResult result = picker->Pick(*waiter->args);
+      if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
+        waiter->subchannel = static_cast<SubchannelImpl*>(result.subchannel())->shared_from_this();
+        waiter->on_done = std::move(result.on_done());
+      } else if (result.kind() == PickResult::Kind::kFail && !waiter->wait_for_ready) {
+        waiter->status = result.status();
+      } else {
+        ++it;
+        continue;
+      }
+      waiter->done = true;
+      waiter->cv.notify_one();
+      it = waiters_.erase(it);
+    }
+  }
+  SetState(state.state, state.status);
+  previous.reset();  // the old picker (and subchannels only it held) go here
+}
+
+void ClientConn::SetState(ConnectivityState state, const grpc::Status& error) {
+  std::shared_ptr<grpc::Channel> fired;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    last_error_ = error.ok() ? "" : error.error_message();
+    if (state == state_.load()) return;
+    Trace(TraceFlag::kPolicy, target_, ": channel ", ToString(state_.load()), " -> ",
+          ToString(state), error.ok() ? "" : " (" + error.error_message() + ")");
+    state_.store(state);
+    fired = std::move(signal_);
+    signal_ = nullptr;
+  }
+  state_cv_.notify_all();
+  if (fired != nullptr) fired->GetState(/*try_to_connect=*/true);  // leaves IDLE: wakes watches
+}
+
+std::shared_ptr<grpc::Channel> ClientConn::NewSignalChannel() {
+  // Never used for calls; a connection attempt (only made once the state has
+  // changed) fails at once on a socket path that does not exist.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel("unix:/nonexistent/lbkit-state-signal",
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+void ClientConn::NotifyOnStateChange(grpc_connectivity_state last_observed,
+                                     gpr_timespec deadline, grpc::CompletionQueue* cq, void* tag) {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (ToGrpc(state_.load()) == last_observed) {
+      if (signal_ == nullptr) signal_ = NewSignalChannel();
+      signal_->NotifyOnStateChange(GRPC_CHANNEL_IDLE, deadline, cq, tag);
+      return;
+    }
+    channel = NewSignalChannel();
+  }
+  channel->GetState(/*try_to_connect=*/true);  // already changed: complete at once
+  channel->NotifyOnStateChange(GRPC_CHANNEL_IDLE, deadline, cq, tag);
+}
+
+bool ClientConn::WaitForStateChange(grpc_connectivity_state last_observed, gpr_timespec deadline) {
+  auto until = SteadyDeadline(deadline);
+  std::unique_lock<std::mutex> lock(state_mu_);
+  auto changed = [&] { return ToGrpc(state_.load()) != last_observed; };
+  if (until == std::chrono::steady_clock::time_point::max()) {
+    state_cv_.wait(lock, changed);
+    return true;
+  }
+  return state_cv_.wait_until(lock, until, changed);
+}
+
+grpc_connectivity_state ClientConn::GetState(bool try_to_connect) {
+  ConnectivityState state = state_.load();
+  if (state == ConnectivityState::kIdle && try_to_connect) {
+    serializer_->Run([self = shared_from_this()] {
+      if (self->top_ != nullptr) self->top_->ExitIdle();
+    });
+  }
+  return ToGrpc(state);
+}
+
+void* ClientConn::RegisterMethod(const char* method) {
+  std::lock_guard<std::mutex> lock(methods_mu_);
+  std::unique_ptr<MethodInfo>& info = methods_[method];
+  if (info == nullptr) info.reset(new MethodInfo{method, methods_.size() - 1});
+  return info.get();
+}
+
+grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& method,
+                                            grpc::ClientContext* context,
+                                            grpc::CompletionQueue* cq) {
+  const auto* method_info = static_cast<const MethodInfo*>(method.channel_tag());
+  PickArgs args;
+  args.method = method.name();
+  args.metadata = &StubAdapter::SendMetadata(*context);
+  const bool wait_for_ready = StubAdapter::WaitForReady(*context);
+
+  uint64_t generation = generation_.load(std::memory_order_acquire);
+  grpc::Status failure;
+  {
+    PickerSlot::ReadGuard picker = picker_slot_.Read();
+    PickResult result = picker->Pick(args);
+    switch (result.kind()) {
+      case PickResult::Kind::kComplete:
+        if (result.subchannel() != nullptr) {
+          Trace(TraceFlag::kPick, args.method, " -> ", result.subchannel()->address());
+          // The guard keeps the picker, and so the subchannel, alive here.
+          return static_cast<SubchannelImpl*>(result.subchannel())
+              ->CreateCall(method, method_info, context, cq, std::move(result.on_done()));
+        }
+        failure = grpc::Status(grpc::StatusCode::INTERNAL,
+                               "lbkit: picker completed a pick without a subchannel");
+        break;
+      case PickResult::Kind::kFail:
+        if (!wait_for_ready) failure = result.status();
+        break;
+      case PickResult::Kind::kQueue:
+        break;
+    }
+  }
+  if (!failure.ok()) {
+    Trace(TraceFlag::kPick, args.method, " failed: ", failure.error_message());
+    return FailedCall(failure, method, context, cq);
+  }
+  Trace(TraceFlag::kPick, args.method, " queued");
+  return QueuedCall(method, method_info, context, cq, args, wait_for_ready, generation);
+}
+
+grpc::internal::Call ClientConn::QueuedCall(const grpc::internal::RpcMethod& method,
+                                            const MethodInfo* method_info,
+                                            grpc::ClientContext* context,
+                                            grpc::CompletionQueue* cq, const PickArgs& args,
+                                            bool wait_for_ready, uint64_t generation) {
+  const auto deadline = SteadyDeadline(context->raw_deadline());
+  Waiter waiter;
+  waiter.args = &args;
+  waiter.wait_for_ready = wait_for_ready;
+  {
+    std::unique_lock<std::mutex> lock(queue_mu_);
+    if (queue_closed_) {
+      lock.unlock();
+      return FailedCall(ShutdownStatus(), method, context, cq);
+    }
+    if (generation_.load(std::memory_order_acquire) != generation) {
+      // A picker was published after ours was read: pick again with it.
+      lock.unlock();
+      return CreateCall(method, context, cq);
+    }
+    waiters_.push_back(&waiter);
+    auto done = [&waiter] { return waiter.done; };
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      waiter.cv.wait(lock, done);
+    } else if (!waiter.cv.wait_until(lock, deadline, done)) {
+      waiters_.remove(&waiter);
+      std::string why = "deadline exceeded while waiting for a connection (channel " +
+                        std::string(ToString(state_.load())) + ")";
+      lock.unlock();
+      return FailedCall(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, why), method, context,
+                        cq);
+    }
+  }
+  if (waiter.subchannel != nullptr) {
+    Trace(TraceFlag::kPick, args.method, " -> ", waiter.subchannel->address(), " (was queued)");
+    return waiter.subchannel->CreateCall(method, method_info, context, cq,
+                                         std::move(waiter.on_done));
+  }
+  return FailedCall(waiter.status, method, context, cq);
+}
+
+grpc::internal::Call ClientConn::FailedCall(const grpc::Status& status,
+                                            const grpc::internal::RpcMethod& method,
+                                            grpc::ClientContext* context,
+                                            grpc::CompletionQueue* cq) {
+  grpc::internal::RpcMethod unregistered(method.name(), method.suffix_for_stats(),
+                                         method.method_type());
+  std::shared_ptr<grpc::Channel> lame = LameChannel(status);
+  return StubAdapter::CreateCall(lame.get(), unregistered, context, cq);
+}
+
+void ClientConn::Shutdown() {
+  if (shutting_down_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    queue_closed_ = true;
+    for (Waiter* waiter : waiters_) {
+      waiter->status = ShutdownStatus();
+      waiter->done = true;
+      waiter->cv.notify_one();
+    }
+    waiters_.clear();
+  }
+  // The serializer may be gone already if the channel is being destroyed
+  // after a Shutdown; then there is nothing left to release.
+  std::weak_ptr<ClientConn> weak = weak_from_this();
+  if (std::shared_ptr<ClientConn> self = weak.lock()) {
+    serializer_->Run([self] { self->ShutdownOnSerializer(); });
+  }
+  serializer_->Shutdown();
+}
+
+void ClientConn::ShutdownOnSerializer() {
+  if (resolver_ != nullptr) resolver_->Shutdown();
+  top_.reset();
+  BalancerState state;
+  state.state = ConnectivityState::kShutdown;
+  state.picker = std::make_shared<FailPicker>(ShutdownStatus());
+  state.status = ShutdownStatus();
+  PublishState(state);
+  resolver_.reset();
+  listener_.reset();
+}
+
+ChannelSnapshot ClientConn::Snapshot() {
+  auto build = [this] {
+    ChannelSnapshot snapshot;
+    snapshot.target = target_;
+    snapshot.policy = top_name_;
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      snapshot.state = state_.load();
+      snapshot.last_error = last_error_;
+    }
+    for (const auto& subchannel : root_helper_->Live()) {
+      snapshot.subchannels.push_back({subchannel->address(), subchannel->state(),
+                                      subchannel->last_error().error_message(),
+                                      subchannel->calls_started()});
+    }
+    return snapshot;
+  };
+  if (serializer_->IsCurrent()) return build();
+  auto promise = std::make_shared<std::promise<ChannelSnapshot>>();
+  std::future<ChannelSnapshot> future = promise->get_future();
+  if (!serializer_->Run([promise, build] { promise->set_value(build()); })) {
+    ChannelSnapshot snapshot;
+    snapshot.target = target_;
+    snapshot.policy = top_name_;
+    snapshot.state = ConnectivityState::kShutdown;
+    return snapshot;
+  }
+  return future.get();
+}
+
+namespace {
+
+// What CreateChannel hands out: the grpc::ChannelInterface stubs drive.
+class LbChannel final : public Channel {
+ public:
+  explicit LbChannel(std::shared_ptr<ClientConn> conn) : conn_(std::move(conn)) {}
+  ~LbChannel() override { conn_->Shutdown(); }
+
+  grpc_connectivity_state GetState(bool try_to_connect) override {
+    return conn_->GetState(try_to_connect);
+  }
+  void Shutdown() override { conn_->Shutdown(); }
+  ChannelSnapshot Snapshot() override { return conn_->Snapshot(); }
+
+ private:
+  grpc::internal::Call CreateCall(const grpc::internal::RpcMethod& method,
+                                  grpc::ClientContext* context,
+                                  grpc::CompletionQueue* cq) override {
+    return conn_->CreateCall(method, context, cq);
+  }
+  // Calls created above carry their subchannel's grpc::Channel as their hook,
+  // so gRPC sends their ops there; this is only a fallback.
+  void PerformOpsOnCall(grpc::internal::CallOpSetInterface* ops,
+                        grpc::internal::Call* call) override {
+    call->PerformOps(ops);
+  }
+  void* RegisterMethod(const char* method) override { return conn_->RegisterMethod(method); }
+  void NotifyOnStateChangeImpl(grpc_connectivity_state last_observed, gpr_timespec deadline,
+                               grpc::CompletionQueue* cq, void* tag) override {
+    conn_->NotifyOnStateChange(last_observed, deadline, cq, tag);
+  }
+  bool WaitForStateChangeImpl(grpc_connectivity_state last_observed,
+                              gpr_timespec deadline) override {
+    return conn_->WaitForStateChange(last_observed, deadline);
+  }
+  grpc::CompletionQueue* CallbackCQ() override { return SharedCallbackCQ(); }
+
+  std::shared_ptr<ClientConn> conn_;
+};
+
+}  // namespace
+}  // namespace internal
+
+std::shared_ptr<Channel> CreateChannel(const std::string& target,
+                                       const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+                                       const ChannelOptions& options, grpc::Status* status) {
+  grpc::Status result;
+  std::shared_ptr<Resolver> resolver = options.resolver;
+  Target parsed;
+  if (credentials == nullptr) {
+    result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "lbkit::CreateChannel: credentials must not be null");
+  } else if (resolver == nullptr) {
+    result = ParseTarget(target, &parsed);
+    if (result.ok()) {
+      std::shared_ptr<const ResolverFactory> factory = FindResolverFactory(parsed.scheme);
+      if (factory == nullptr) {
+        std::string schemes;
+        for (const std::string& scheme : RegisteredResolverSchemes()) {
+          schemes += (schemes.empty() ? "" : ", ") + scheme;
+        }
+        result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "unknown scheme \"" + parsed.scheme + "\" in target \"" + target +
+                                  "\" (registered: " + schemes +
+                                  "; for a list of addresses use \"static:///host:port,...\")");
+      } else {
+        result = factory->Create(parsed, &resolver);
+        if (result.ok() && resolver == nullptr) {
+          result = grpc::Status(grpc::StatusCode::INTERNAL,
+                                "resolver factory for \"" + parsed.scheme + "\" built nothing");
+        }
+      }
+    }
+  }
+  auto conn = std::make_shared<internal::ClientConn>(
+      target, credentials ? credentials : grpc::InsecureChannelCredentials(), options);
+  if (result.ok()) {
+    conn->Start(std::move(resolver));
+  } else {
+    internal::Trace(internal::TraceFlag::kResolver, result.error_message());
+    conn->StartFailed(result);
+  }
+  if (status != nullptr) *status = result;
+  return std::make_shared<internal::LbChannel>(std::move(conn));
+}
+
+}  // namespace lbkit

@@ -1,0 +1,120 @@
+// ClientConn: the shared core of one lbkit channel. It owns the work
+// serializer, the resolver, the top balancer and the current picker, and
+// routes each call. lbkit::Channel objects handed to users forward to it.
+#ifndef LBKIT_SRC_CORE_CLIENT_CONN_H_
+#define LBKIT_SRC_CORE_CLIENT_CONN_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/impl/call.h>
+#include <grpcpp/impl/rpc_method.h>
+
+#include "core/picker_slot.h"
+#include "core/subchannel.h"
+#include "core/work_serializer.h"
+#include "lbkit/balancer.h"
+#include "lbkit/channel.h"
+#include "lbkit/service_config.h"
+
+namespace lbkit {
+namespace internal {
+
+class ClientConn : public std::enable_shared_from_this<ClientConn> {
+ public:
+  ClientConn(std::string target, std::shared_ptr<grpc::ChannelCredentials> credentials,
+             ChannelOptions options);
+  ~ClientConn();
+
+  // Starts `resolver` on the serializer.
+  void Start(std::shared_ptr<Resolver> resolver);
+  // For a channel that cannot work (bad target): TRANSIENT_FAILURE for good.
+  void StartFailed(const grpc::Status& status);
+  // See lbkit::Channel::Shutdown. Must not be called on the serializer.
+  void Shutdown();
+  ChannelSnapshot Snapshot();
+
+  // The data plane, any thread.
+  grpc::internal::Call CreateCall(const grpc::internal::RpcMethod& method,
+                                  grpc::ClientContext* context, grpc::CompletionQueue* cq);
+  void* RegisterMethod(const char* method);
+  grpc_connectivity_state GetState(bool try_to_connect);
+  void NotifyOnStateChange(grpc_connectivity_state last_observed, gpr_timespec deadline,
+                           grpc::CompletionQueue* cq, void* tag);
+  bool WaitForStateChange(grpc_connectivity_state last_observed, gpr_timespec deadline);
+
+ private:
+  class RootHelper;
+  class Listener;
+  struct Waiter;
+
+  // Serializer only.
+  void OnResolverUpdate(ResolverState state);
+  void OnResolverError(const grpc::Status& status);
+  void PublishState(const BalancerState& state);
+  void FailChannel(const grpc::Status& status);
+  void ShutdownOnSerializer();
+
+  grpc::internal::Call FailedCall(const grpc::Status& status,
+                                  const grpc::internal::RpcMethod& method,
+                                  grpc::ClientContext* context, grpc::CompletionQueue* cq);
+  grpc::internal::Call QueuedCall(const grpc::internal::RpcMethod& method,
+                                  const MethodInfo* method_info, grpc::ClientContext* context,
+                                  grpc::CompletionQueue* cq, const PickArgs& args,
+                                  bool wait_for_ready, uint64_t generation);
+  void SetState(ConnectivityState state, const grpc::Status& error);
+  std::shared_ptr<grpc::Channel> NewSignalChannel();
+
+  const std::string target_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  const ChannelOptions options_;
+  std::shared_ptr<WorkSerializer> serializer_;
+  std::atomic<bool> shutting_down_{false};
+
+  // The picker every call reads; written on the serializer only.
+  PickerSlot picker_slot_;
+
+  // Serializer only.
+  std::unique_ptr<RootHelper> root_helper_;
+  std::shared_ptr<Resolver> resolver_;
+  std::shared_ptr<Listener> listener_;
+  std::unique_ptr<ChildBalancer> top_;
+  std::string top_name_;
+  bool has_config_ = false;
+  ServiceConfig config_;  // the last good one
+  bool has_endpoints_ = false;
+
+  // Calls waiting for a picker that can place them, in arrival order.
+  std::mutex queue_mu_;
+  std::list<Waiter*> waiters_;
+  std::atomic<uint64_t> generation_{0};  // bumped under queue_mu_ on each publish
+  bool queue_closed_ = false;
+
+  // The aggregate state, for GetState and the state-change waits.
+  std::mutex state_mu_;
+  std::condition_variable state_cv_;
+  std::atomic<ConnectivityState> state_{ConnectivityState::kIdle};
+  std::string last_error_;
+  // A gRPC channel that stays IDLE until the state next changes: users'
+  // NotifyOnStateChange watches wait on it, and a state change wakes them by
+  // making it leave IDLE.
+  std::shared_ptr<grpc::Channel> signal_;
+
+  // Methods registered by stubs.
+  std::mutex methods_mu_;
+  std::map<std::string, std::unique_ptr<MethodInfo>> methods_;
+};
+
+}  // namespace internal
+}  // namespace lbkit
+
+#endif  // LBKIT_SRC_CORE_CLIENT_CONN_H_

@@ -1,0 +1,81 @@
+#include "lbkit/service_config.h"
+
+#include <cctype>
+
+#include "lbkit/registry.h"
+
+namespace lbkit {
+namespace {
+
+grpc::Status Invalid(const std::string& message) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid service config: " + message);
+}
+
+// [{"<name>": {}}]
+nlohmann::json SinglePolicyList(const std::string& name) {
+  nlohmann::json entry = nlohmann::json::object();
+  entry[name] = nlohmann::json::object();
+  return nlohmann::json::array({entry});
+}
+
+std::string Join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig* config) {
+  if (!list.is_array()) return Invalid("loadBalancingConfig must be a list");
+  std::vector<std::string> skipped;
+  for (const nlohmann::json& entry : list) {
+    if (!entry.is_object() || entry.size() != 1) {
+      return Invalid("each loadBalancingConfig entry must be an object with exactly one key, got " +
+                     entry.dump());
+    }
+    const std::string& name = entry.begin().key();
+    std::shared_ptr<const BalancerBuilder> builder = FindBalancer(name);
+    if (builder == nullptr) {
+      skipped.push_back(name);
+      continue;
+    }
+    const nlohmann::json& policy_json = entry.begin().value();
+    if (!policy_json.is_object()) {
+      return Invalid("config of policy \"" + name + "\" must be an object, got " +
+                     policy_json.dump());
+    }
+    std::shared_ptr<const BalancerConfig> parsed;
+    grpc::Status status = builder->ParseConfig(policy_json, &parsed);
+    if (!status.ok()) return Invalid("policy \"" + name + "\": " + status.error_message());
+    if (parsed == nullptr) return Invalid("policy \"" + name + "\" returned no config");
+    config->policy_name = name;
+    config->config = std::move(parsed);
+    return grpc::Status::OK;
+  }
+  return Invalid("no registered policy in loadBalancingConfig (skipped: " + Join(skipped) +
+                 "; registered: " + Join(RegisteredBalancers()) + ")");
+}
+
+grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) {
+  nlohmann::json root;
+  if (json.find_first_not_of(" \t\r\n") == std::string::npos) {
+    root = nlohmann::json::object();
+  } else {
+    root = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+    if (root.is_discarded()) return Invalid("not valid JSON: " + json);
+  }
+  if (!root.is_object()) return Invalid("must be a JSON object, got " + root.dump());
+  auto lb_config = root.find("loadBalancingConfig");
+  if (lb_config != root.end()) return ParseLoadBalancingConfig(*lb_config, config);
+  auto lb_policy = root.find("loadBalancingPolicy");  // gRPC's older form
+  if (lb_policy != root.end()) {
+    if (!lb_policy->is_string()) return Invalid("loadBalancingPolicy must be a string");
+    std::string name = lb_policy->get<std::string>();
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return ParseLoadBalancingConfig(SinglePolicyList(name), config);
+  }
+  return ParseLoadBalancingConfig(SinglePolicyList("pick_first"), config);
+}
+
+}  // namespace lbkit

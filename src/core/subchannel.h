@@ -1,0 +1,95 @@
+// SubchannelImpl: lbkit's Subchannel, a grpc::Channel to exactly one address
+// (design.md, rule 3).
+#ifndef LBKIT_SRC_CORE_SUBCHANNEL_H_
+#define LBKIT_SRC_CORE_SUBCHANNEL_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include "core/work_serializer.h"
+#include "lbkit/balancer.h"
+
+namespace lbkit {
+namespace internal {
+
+// The gRPC target for one lbkit address: "ipv4:1.2.3.4:80" for IPv4 literals,
+// "ipv6:[::1]:80" for IPv6 ones, "unix:..." as is, "dns:///host:port" for
+// names (gRPC resolves them; "localhost" gives both loopback families).
+std::string AddressToGrpcTarget(const std::string& address);
+
+// A method registered on lbkit's channel; its index selects a per-subchannel
+// cache slot.
+struct MethodInfo {
+  std::string name;
+  size_t index;
+};
+
+class SubchannelImpl final : public Subchannel, public std::enable_shared_from_this<SubchannelImpl> {
+ public:
+  static constexpr size_t kCachedMethods = 64;
+
+  // Creates an IDLE subchannel and starts following its state; `listener`
+  // runs on `serializer`.
+  static std::shared_ptr<SubchannelImpl> Create(
+      std::string address, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+      const grpc::ChannelArguments& args, std::shared_ptr<WorkSerializer> serializer,
+      SubchannelStateListener listener);
+  // For unit tests of policies: no grpc::Channel; state changes only through
+  // SetStateForTesting, connection requests only counted.
+  static std::shared_ptr<SubchannelImpl> CreateForTesting(std::string address,
+                                                          SubchannelStateListener listener);
+  ~SubchannelImpl() override;
+
+  const std::string& address() const override { return address_; }
+  ConnectivityState state() const override { return state_; }
+  void RequestConnection() override;
+  void ResetBackoff() override;
+  void Shutdown() override;
+
+  // Any thread: starts a call on this subchannel's connection. `method_info`
+  // is lbkit's registration of the method (may be null). `on_done`, if set,
+  // receives the final status.
+  grpc::internal::Call CreateCall(const grpc::internal::RpcMethod& method,
+                                  const MethodInfo* method_info, grpc::ClientContext* context,
+                                  grpc::CompletionQueue* cq, CallDoneCallback on_done);
+
+  uint64_t calls_started() const { return calls_started_.load(std::memory_order_relaxed); }
+  // Serializer only.
+  const grpc::Status& last_error() const { return last_error_; }
+  bool is_shutdown() const { return shutdown_; }
+
+  // Tests: delivers `state` as if the connection reported it.
+  void SetStateForTesting(ConnectivityState state, const grpc::Status& status = grpc::Status::OK);
+  int connection_requests_for_testing() const { return connection_requests_; }
+
+ private:
+  SubchannelImpl(std::string address, SubchannelStateListener listener);
+  void OnConnectivityChange(grpc_connectivity_state state);
+  const grpc::internal::RpcMethod& CachedMethod(const grpc::internal::RpcMethod& method,
+                                                const MethodInfo& info);
+
+  const std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;  // null for test subchannels
+  std::shared_ptr<WorkSerializer> serializer_;
+  SubchannelStateListener listener_;
+  ConnectivityState state_ = ConnectivityState::kIdle;
+  grpc::Status last_error_;
+  bool shutdown_ = false;
+  int connection_requests_ = 0;
+  std::atomic<uint64_t> calls_started_{0};
+  // Registered-call handles of this connection, one per method of lbkit's
+  // channel (a registered call skips per-call method-name interning in gRPC).
+  std::atomic<const grpc::internal::RpcMethod*> methods_[kCachedMethods] = {};
+};
+
+}  // namespace internal
+}  // namespace lbkit
+
+#endif  // LBKIT_SRC_CORE_SUBCHANNEL_H_

@@ -1,0 +1,38 @@
+// LBKIT_TRACE: comma-separated flags (resolver, policy, subchannel, pick, or
+// all) that turn on logging to stderr. Read once, at first use.
+#ifndef LBKIT_SRC_CORE_TRACE_H_
+#define LBKIT_SRC_CORE_TRACE_H_
+
+#include <sstream>
+#include <string>
+
+namespace lbkit {
+namespace internal {
+
+enum class TraceFlag : unsigned {
+  kResolver = 1u << 0,
+  kPolicy = 1u << 1,
+  kSubchannel = 1u << 2,
+  kPick = 1u << 3,
+};
+
+// Parses a LBKIT_TRACE value into a flag mask; unknown names are ignored.
+unsigned ParseTraceFlags(const std::string& value);
+// The flags from the environment.
+unsigned TraceFlags();
+inline bool TraceEnabled(TraceFlag flag) { return (TraceFlags() & static_cast<unsigned>(flag)) != 0; }
+// Writes one line to stderr, prefixed with "lbkit <flag>:".
+void TraceLine(TraceFlag flag, const std::string& line);
+
+template <typename... Args>
+void Trace(TraceFlag flag, const Args&... args) {
+  if (!TraceEnabled(flag)) return;
+  std::ostringstream out;
+  (out << ... << args);
+  TraceLine(flag, out.str());
+}
+
+}  // namespace internal
+}  // namespace lbkit
+
+#endif  // LBKIT_SRC_CORE_TRACE_H_

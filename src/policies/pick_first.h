@@ -1,0 +1,29 @@
+// pick_first, as gRPC specifies it (gRFC A61, A62): tries an endpoint's
+// addresses in order, starting the next attempt after a connection-attempt
+// delay while earlier ones continue (Happy Eyeballs); the first to become
+// READY wins. When every address has failed it reports TRANSIENT_FAILURE and
+// stays there (sticky) while the connections retry under gRPC's backoff. A
+// READY connection that drops sends it IDLE and asks for re-resolution.
+//
+// Config: {"shuffleAddressList": bool}.
+#ifndef LBKIT_SRC_POLICIES_PICK_FIRST_H_
+#define LBKIT_SRC_POLICIES_PICK_FIRST_H_
+
+#include <chrono>
+#include <memory>
+
+#include "lbkit/balancer.h"
+
+namespace lbkit {
+namespace internal {
+
+std::shared_ptr<const BalancerBuilder> MakePickFirstBuilder();
+
+// The Happy Eyeballs connection-attempt delay (250 ms by default), for tests.
+void SetConnectionAttemptDelayForTesting(std::chrono::milliseconds delay);
+std::chrono::milliseconds ConnectionAttemptDelay();
+
+}  // namespace internal
+}  // namespace lbkit
+
+#endif  // LBKIT_SRC_POLICIES_PICK_FIRST_H_

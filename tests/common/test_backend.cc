@@ -1,0 +1,69 @@
+#include "common/test_backend.h"
+
+#include <thread>
+
+#include <grpcpp/client_context.h>
+#include <gtest/gtest.h>
+
+namespace lbkit_test {
+
+TestBackend::TestBackend() : TestBackend(0) { Start(); }
+
+TestBackend::TestBackend(int port) : port_(port) {}
+
+std::unique_ptr<TestBackend> TestBackend::Reserved() {
+  auto backend = std::make_unique<TestBackend>();  // binds a free port
+  backend->Stop();
+  return backend;
+}
+
+TestBackend::~TestBackend() { Stop(); }
+
+void TestBackend::Start() {
+  if (server_ != nullptr) return;
+  std::string error;
+  int bound = 0;
+  // A port just released may take a moment to be free again.
+  for (int attempt = 0; attempt < 50 && server_ == nullptr; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    server_ = lbkit_example::StartEchoServer("127.0.0.1:" + std::to_string(port_), &service_,
+                                             &bound, &error);
+  }
+  ASSERT_NE(server_, nullptr) << error;
+  port_ = bound;
+  address_ = "127.0.0.1:" + std::to_string(port_);
+  service_.set_label(address_);
+}
+
+void TestBackend::Stop() {
+  if (server_ == nullptr) return;
+  server_->Shutdown(std::chrono::system_clock::now());
+  server_->Wait();
+  server_.reset();
+}
+
+bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return condition();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+std::string Echo(grpc::examples::echo::Echo::Stub& stub, const std::string& message,
+                 std::chrono::milliseconds timeout, bool wait_for_ready) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  context.set_wait_for_ready(wait_for_ready);
+  grpc::examples::echo::EchoRequest request;
+  request.set_message(message);
+  grpc::examples::echo::EchoResponse response;
+  grpc::Status status = stub.UnaryEcho(&context, request, &response);
+  if (!status.ok()) {
+    return "error: " + std::to_string(status.error_code()) + ": " + status.error_message();
+  }
+  return response.message();
+}
+
+}  // namespace lbkit_test

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs the example programs as a user would: the server on two ephemeral
+# loopback ports, the client against them, and checks the client's output.
+set -euo pipefail
+server_bin=$1
+client_bin=$2
+work=$(mktemp -d)
+trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+"$server_bin" --addrs 127.0.0.1:0,127.0.0.1:0 >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 500); do
+  [ "$(grep -c '^serving on' "$work/server.log" || true)" -ge 2 ] && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log"; exit 1; }
+  sleep 0.02
+done
+mapfile -t addrs < <(sed -n 's/^serving on //p' "$work/server.log")
+[ "${#addrs[@]}" -eq 2 ] || { echo "server did not start:"; cat "$work/server.log"; exit 1; }
+a=${addrs[0]}
+b=${addrs[1]}
+
+fail() { echo "FAIL: $*"; exit 1; }
+
+# The seed: 9 calls, every third to the second server.
+"$client_bin" --addrs "$a,$b" >"$work/out3" || fail "client (chooseSecond=3) failed: $(cat "$work/out3")"
+cat "$work/out3"
+[ "$(grep -c "^this is examples/customloadbalancing (from $a)\$" "$work/out3")" -eq 6 ] || fail "expected 6 replies from $a"
+[ "$(grep -c "^this is examples/customloadbalancing (from $b)\$" "$work/out3")" -eq 3 ] || fail "expected 3 replies from $b"
+for n in 3 6 9; do
+  sed -n "${n}p" "$work/out3" | grep -q "(from $b)" || fail "reply $n should come from $b"
+done
+grep -q "^summary: .* OK\$" "$work/out3" || fail "no OK summary"
+
+# chooseSecond=2 over 10 calls: 1:1.
+"$client_bin" --addrs "$a,$b" --choose-second 2 --count 10 >"$work/out2" || fail "client (chooseSecond=2) failed"
+grep -q "served 5, .* served 5 " "$work/out2" || fail "expected a 5:5 split: $(tail -1 "$work/out2")"
+
+# A bad flag is a usage error, not a crash.
+if "$client_bin" --choose-second -1 >"$work/bad" 2>&1; then fail "negative --choose-second accepted"; fi
+grep -q "choose-second must be a whole number" "$work/bad" || fail "unclear error: $(cat "$work/bad")"
+
+# Servers gone: the client fails fast with a clear message.
+kill -TERM "$server_pid"
+wait "$server_pid" || fail "server did not exit cleanly on SIGTERM"
+grep -q "received SIGTERM, stopping" "$work/server.log" || fail "server did not log its stop"
+start=$(date +%s)
+if "$client_bin" --addrs "$a,$b" --timeout 5 >"$work/down" 2>&1; then fail "client succeeded with servers down"; fi
+elapsed=$(( $(date +%s) - start ))
+[ "$elapsed" -le 8 ] || fail "client took ${elapsed}s with --timeout 5"
+grep -q "call 1 failed" "$work/down" || fail "unclear error: $(cat "$work/down")"
+echo "example end to end: OK"
