@@ -14,6 +14,7 @@
 #ifndef LBKIT_CHANNEL_H_
 #define LBKIT_CHANNEL_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -53,6 +54,7 @@ struct ChannelSnapshot {
   std::string policy;  // the top policy's name, empty before the first config
   ConnectivityState state;
   std::string last_error;  // why the channel is in TRANSIENT_FAILURE, if it is
+  std::size_t queued_calls = 0;  // calls waiting for a picker that can place them
   std::vector<SubchannelInfo> subchannels;  // live ones, by creation order
 };
 

@@ -470,6 +470,10 @@ ChannelSnapshot ClientConn::Snapshot() {
       snapshot.state = state_.load();
       snapshot.last_error = last_error_;
     }
+    {
+      std::lock_guard<std::mutex> lock(queue_mu_);
+      snapshot.queued_calls = waiters_.size();
+    }
     for (const auto& subchannel : root_helper_->Live()) {
       snapshot.subchannels.push_back({subchannel->address(), subchannel->state(),
                                       subchannel->last_error().error_message(),

@@ -94,7 +94,7 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool has_endpoints_ = false;
 
   // Calls waiting for a picker that can place them, in arrival order.
-  std::mutex queue_mu_;
+  mutable std::mutex queue_mu_;
   std::list<Waiter*> waiters_;
   std::atomic<uint64_t> generation_{0};  // bumped under queue_mu_ on each publish
   bool queue_closed_ = false;

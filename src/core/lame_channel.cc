@@ -31,13 +31,11 @@ std::shared_ptr<grpc::Channel> LameChannel(const grpc::Status& status) {
 }
 
 grpc::CompletionQueue* SharedCallbackCQ() {
-  static grpc::CompletionQueue* cq = [] {
-    // Deliberately never destroyed: callback calls of any lbkit channel may
-    // still be completing on this queue when their channel is gone.
-    auto* anchor = new std::shared_ptr<grpc::Channel>(LameChannel(
-        grpc::Status(grpc::StatusCode::INTERNAL, "lbkit callback completion queue anchor")));
-    return StubAdapter::CallbackCQ(anchor->get());
-  }();
+  // Deliberately never destroyed: callback calls of any lbkit channel may
+  // still be completing on this queue when their channel is gone.
+  static auto* anchor = new std::shared_ptr<grpc::Channel>(
+      LameChannel(grpc::Status(grpc::StatusCode::INTERNAL, "lbkit callback queue anchor")));
+  static grpc::CompletionQueue* cq = StubAdapter::CallbackCQ(anchor->get());
   return cq;
 }
 

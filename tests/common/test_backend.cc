@@ -67,3 +67,44 @@ std::string Echo(grpc::examples::echo::Echo::Stub& stub, const std::string& mess
 }
 
 }  // namespace lbkit_test
+
+#include <grpcpp/security/credentials.h>
+
+namespace lbkit_test {
+
+std::shared_ptr<lbkit::Channel> StaticChannel(const std::vector<std::string>& addresses,
+                                              const std::string& service_config) {
+  std::string target = "static:///";
+  for (size_t i = 0; i < addresses.size(); ++i) target += (i ? "," : "") + addresses[i];
+  lbkit::ChannelOptions options;
+  options.default_service_config = service_config;
+  grpc::Status status;
+  auto channel = lbkit::CreateChannel(target, grpc::InsecureChannelCredentials(), options, &status);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return channel;
+}
+
+bool WaitForReadySubchannels(lbkit::Channel& channel, size_t n, std::chrono::milliseconds timeout) {
+  return WaitFor(
+      [&] {
+        size_t ready = 0;
+        for (const auto& subchannel : channel.Snapshot().subchannels) {
+          if (subchannel.state == lbkit::ConnectivityState::kReady) ++ready;
+        }
+        return ready >= n;
+      },
+      timeout);
+}
+
+bool WaitForChannelState(lbkit::Channel& channel, grpc_connectivity_state state,
+                         std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::system_clock::now() + timeout;
+  grpc_connectivity_state current = channel.GetState(true);
+  while (current != state) {
+    if (!channel.WaitForStateChange(current, deadline)) return false;
+    current = channel.GetState(true);
+  }
+  return true;
+}
+
+}  // namespace lbkit_test

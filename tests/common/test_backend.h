@@ -53,3 +53,20 @@ std::string Echo(grpc::examples::echo::Echo::Stub& stub, const std::string& mess
 }  // namespace lbkit_test
 
 #endif  // LBKIT_TESTS_COMMON_TEST_BACKEND_H_
+
+#include "lbkit/channel.h"
+
+namespace lbkit_test {
+
+// A channel to `addresses` ("static:///...") with `service_config` as its
+// default config.
+std::shared_ptr<lbkit::Channel> StaticChannel(const std::vector<std::string>& addresses,
+                                              const std::string& service_config);
+// Waits until the channel has `n` READY subchannels.
+bool WaitForReadySubchannels(lbkit::Channel& channel, size_t n,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+// Waits until the channel's state is `state`, through WaitForStateChange.
+bool WaitForChannelState(lbkit::Channel& channel, grpc_connectivity_state state,
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace lbkit_test

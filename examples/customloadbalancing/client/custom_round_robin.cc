@@ -37,7 +37,6 @@ class CustomRoundRobin final : public lbkit::Balancer {
 
  private:
   void UpdatePicker() {
-    lbkit::BalancerState state;
     if (!error_.ok()) {
       Publish(lbkit::ConnectivityState::kTransientFailure,
               std::make_shared<lbkit::FailPicker>(error_), error_);
@@ -53,10 +52,17 @@ class CustomRoundRobin final : public lbkit::Balancer {
               grpc::Status::OK);
       return;
     }
+    // Two READY children are impossible while fewer than two could still
+    // connect: report the failure instead of leaving calls waiting.
+    size_t failed = 0;
     grpc::Status child_error;
-    if (children_.AggregateState(&child_error) == lbkit::ConnectivityState::kTransientFailure ||
-        CountFailed() + 2 > children_.children().size()) {
-      // Two READY children are no longer possible until some recover.
+    for (const auto& child : children_.children()) {
+      if (child.state.state == lbkit::ConnectivityState::kTransientFailure) {
+        ++failed;
+        child_error = child.state.status;
+      }
+    }
+    if (failed + 2 > children_.children().size()) {
       grpc::Status status(grpc::StatusCode::UNAVAILABLE,
                           "custom_round_robin: fewer than 2 endpoints can connect; last error: " +
                               child_error.error_message());
@@ -66,14 +72,6 @@ class CustomRoundRobin final : public lbkit::Balancer {
     }
     Publish(lbkit::ConnectivityState::kConnecting, std::make_shared<lbkit::QueuePicker>(),
             grpc::Status::OK);
-  }
-
-  size_t CountFailed() const {
-    size_t failed = 0;
-    for (const auto& child : children_.children()) {
-      if (child.state.state == lbkit::ConnectivityState::kTransientFailure) ++failed;
-    }
-    return failed;
   }
 
   void Publish(lbkit::ConnectivityState state, std::shared_ptr<lbkit::Picker> picker,

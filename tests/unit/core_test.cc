@@ -1,0 +1,155 @@
+// Core pieces: target parsing, the static resolver's address list, the work
+// serializer and the picker slot.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "core/picker_slot.h"
+#include "core/trace.h"
+#include "core/work_serializer.h"
+#include "lbkit/resolver.h"
+#include "resolvers/static.h"
+
+namespace {
+
+TEST(ParseTarget, SplitsSchemeAuthorityAndEndpoint) {
+  lbkit::Target target;
+  ASSERT_TRUE(lbkit::ParseTarget("static:///a:1,b:2", &target).ok());
+  EXPECT_EQ(target.scheme, "static");
+  EXPECT_EQ(target.authority, "");
+  EXPECT_EQ(target.endpoint, "a:1,b:2");
+  ASSERT_TRUE(lbkit::ParseTarget("dns://8.8.8.8/example.com:443", &target).ok());
+  EXPECT_EQ(target.authority, "8.8.8.8");
+  EXPECT_EQ(target.endpoint, "example.com:443");
+  ASSERT_TRUE(lbkit::ParseTarget("manual:", &target).ok());
+  EXPECT_EQ(target.scheme, "manual");
+}
+
+TEST(ParseTarget, MalformedTargetsAreClearErrors) {
+  lbkit::Target target;
+  EXPECT_NE(lbkit::ParseTarget("no-scheme-here", &target).error_message().find("no scheme"),
+            std::string::npos);
+  EXPECT_NE(lbkit::ParseTarget(":///x", &target).error_message().find("start with a letter"),
+            std::string::npos);
+  EXPECT_NE(lbkit::ParseTarget("we ird:///x", &target).error_message().find("bad character"),
+            std::string::npos);
+}
+
+TEST(StaticAddressList, AcceptsHostsIpv6AndUnixAndRejectsTheRest) {
+  std::vector<std::string> addresses;
+  ASSERT_TRUE(lbkit::internal::ParseAddressList("localhost:50050, [::1]:1,unix:/tmp/s", &addresses)
+                  .ok());
+  EXPECT_EQ(addresses, (std::vector<std::string>{"localhost:50050", "[::1]:1", "unix:/tmp/s"}));
+  for (const char* bad : {"", "a:1,,b:2", "nohost", "host:", "host:x", "host:70000", ":80",
+                          "::1:80", "[::1:80"}) {
+    grpc::Status status = lbkit::internal::ParseAddressList(bad, &addresses);
+    EXPECT_FALSE(status.ok()) << bad;
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+  }
+}
+
+TEST(WorkSerializer, RunsTasksInOrderOneAtATime) {
+  lbkit::internal::WorkSerializer serializer("test");
+  std::vector<int> order;
+  std::atomic<int> running{0};
+  std::atomic<bool> overlapped{false};
+  std::vector<std::thread> posters;
+  for (int t = 0; t < 4; ++t) {
+    posters.emplace_back([&, t] {
+      for (int i = 0; i < 100; ++i) {
+        serializer.Run([&, t, i] {
+          if (running.fetch_add(1) != 0) overlapped = true;
+          if (t == 0) order.push_back(i);
+          running.fetch_sub(1);
+        });
+      }
+    });
+  }
+  for (auto& thread : posters) thread.join();
+  std::promise<void> done;
+  serializer.Run([&] { done.set_value(); });
+  done.get_future().wait();
+  EXPECT_FALSE(overlapped.load());
+  ASSERT_EQ(order.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(order[i], i);
+}
+
+TEST(WorkSerializer, TimersFireInDeadlineOrderAndCancelledOnesNever) {
+  lbkit::internal::WorkSerializer serializer("test");
+  std::vector<int> fired;
+  std::promise<void> done;
+  serializer.RunAfter(std::chrono::milliseconds(30), [&] { fired.push_back(2); });
+  uint64_t cancelled = serializer.RunAfter(std::chrono::milliseconds(10), [&] { fired.push_back(99); });
+  serializer.RunAfter(std::chrono::milliseconds(5), [&] { fired.push_back(1); });
+  serializer.Cancel(cancelled);
+  serializer.RunAfter(std::chrono::milliseconds(40), [&] { done.set_value(); });
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(fired, (std::vector<int>{1, 2}));
+}
+
+TEST(WorkSerializer, RefusesWorkAfterShutdown) {
+  lbkit::internal::WorkSerializer serializer("test");
+  serializer.Shutdown();
+  EXPECT_FALSE(serializer.Run([] {}));
+  EXPECT_EQ(serializer.RunAfter(std::chrono::milliseconds(1), [] {}), 0u);
+}
+
+// A picker that records whether it was used after being destroyed.
+class CheckedPicker final : public lbkit::Picker {
+ public:
+  explicit CheckedPicker(std::atomic<int>* destroyed) : destroyed_(destroyed) {}
+  ~CheckedPicker() override {
+    alive_ = false;
+    destroyed_->fetch_add(1);
+  }
+  lbkit::PickResult Pick(const lbkit::PickArgs&) const override {
+    return alive_ ? lbkit::PickResult::Queue()
+                  : lbkit::PickResult::Fail(grpc::Status(grpc::StatusCode::INTERNAL, "dead"));
+  }
+
+ private:
+  std::atomic<bool> alive_{true};
+  std::atomic<int>* destroyed_;
+};
+
+TEST(PickerSlot, ReadersNeverSeeAFreedPickerWhileTheWriterSwapsThem) {
+  std::atomic<int> destroyed{0};
+  lbkit::internal::PickerSlot slot(std::make_shared<CheckedPicker>(&destroyed));
+  std::atomic<bool> stop{false};
+  std::atomic<long> bad{0}, reads{0};
+  std::vector<std::thread> readers;
+  lbkit::PickArgs args;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        auto picker = slot.Read();
+        if (picker->Pick(args).kind() != lbkit::PickResult::Kind::kQueue) bad++;
+        reads++;
+      }
+    });
+  }
+  for (int i = 0; i < 2000; ++i) {
+    slot.Publish(std::make_shared<CheckedPicker>(&destroyed)).reset();
+  }
+  stop = true;
+  for (auto& thread : readers) thread.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(destroyed.load(), 2000) << "every replaced picker was released";
+  EXPECT_GT(reads.load(), 0);
+}
+
+TEST(Trace, ParsesFlagLists) {
+  using lbkit::internal::ParseTraceFlags;
+  using lbkit::internal::TraceFlag;
+  EXPECT_EQ(ParseTraceFlags(""), 0u);
+  EXPECT_EQ(ParseTraceFlags("pick"), static_cast<unsigned>(TraceFlag::kPick));
+  EXPECT_EQ(ParseTraceFlags("resolver,policy"),
+            static_cast<unsigned>(TraceFlag::kResolver) | static_cast<unsigned>(TraceFlag::kPolicy));
+  EXPECT_EQ(ParseTraceFlags("all") & static_cast<unsigned>(TraceFlag::kSubchannel),
+            static_cast<unsigned>(TraceFlag::kSubchannel));
+  EXPECT_EQ(ParseTraceFlags("bogus"), 0u);
+}
+
+}  // namespace
