@@ -47,14 +47,14 @@ struct ChannelSnapshot {
   struct SubchannelInfo {
     std::string address;
     ConnectivityState state;
-    std::string last_error;     // empty when none
+    std::string last_error;       // empty when none
     std::uint64_t calls_started;  // calls placed on it since it was created
   };
   std::string target;
   std::string policy;  // the top policy's name, empty before the first config
   ConnectivityState state;
-  std::string last_error;  // why the channel is in TRANSIENT_FAILURE, if it is
-  std::size_t queued_calls = 0;  // calls waiting for a picker that can place them
+  std::string last_error;                   // why the channel is in TRANSIENT_FAILURE, if it is
+  std::size_t queued_calls = 0;             // calls waiting for a picker that can place them
   std::vector<SubchannelInfo> subchannels;  // live ones, by creation order
 };
 

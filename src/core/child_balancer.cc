@@ -125,12 +125,12 @@ class ChildBalancerImpl final : public ChildBalancer {
 }  // namespace
 
 std::unique_ptr<ChildBalancer> ChildBalancer::Create(Helper* parent, const std::string& name,
-                                                     StateCallback on_state,
-                                                     grpc::Status* status) {
+                                                     StateCallback on_state, grpc::Status* status) {
   std::shared_ptr<const BalancerBuilder> builder = FindBalancer(name);
   if (builder == nullptr) {
     if (status != nullptr) {
-      *status = grpc::Status(grpc::StatusCode::NOT_FOUND, "no policy registered as \"" + name + "\"");
+      *status =
+          grpc::Status(grpc::StatusCode::NOT_FOUND, "no policy registered as \"" + name + "\"");
     }
     return nullptr;
   }

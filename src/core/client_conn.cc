@@ -292,8 +292,8 @@ std::shared_ptr<grpc::Channel> ClientConn::NewSignalChannel() {
                                    grpc::InsecureChannelCredentials(), args);
 }
 
-void ClientConn::NotifyOnStateChange(grpc_connectivity_state last_observed,
-                                     gpr_timespec deadline, grpc::CompletionQueue* cq, void* tag) {
+void ClientConn::NotifyOnStateChange(grpc_connectivity_state last_observed, gpr_timespec deadline,
+                                     grpc::CompletionQueue* cq, void* tag) {
   std::shared_ptr<grpc::Channel> channel;
   {
     std::lock_guard<std::mutex> lock(state_mu_);
@@ -378,9 +378,9 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
 
 grpc::internal::Call ClientConn::QueuedCall(const grpc::internal::RpcMethod& method,
                                             const MethodInfo* method_info,
-                                            grpc::ClientContext* context,
-                                            grpc::CompletionQueue* cq, const PickArgs& args,
-                                            bool wait_for_ready, uint64_t generation) {
+                                            grpc::ClientContext* context, grpc::CompletionQueue* cq,
+                                            const PickArgs& args, bool wait_for_ready,
+                                            uint64_t generation) {
   const auto deadline = SteadyDeadline(context->raw_deadline());
   Waiter waiter;
   waiter.args = &args;

@@ -19,7 +19,9 @@ ConnectivityWatcher& ConnectivityWatcher::Get() {
   return *watcher;
 }
 
-ConnectivityWatcher::ConnectivityWatcher() { thread_ = std::thread([this] { Loop(); }); }
+ConnectivityWatcher::ConnectivityWatcher() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void ConnectivityWatcher::Watch(const std::shared_ptr<grpc::Channel>& channel,
                                 grpc_connectivity_state last_seen, Callback on_change) {

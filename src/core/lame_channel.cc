@@ -25,7 +25,8 @@ std::shared_ptr<grpc::Channel> LameChannel(const grpc::Status& status) {
   grpc_channel* lame = grpc_lame_client_channel_create(
       nullptr, static_cast<grpc_status_code>(status.error_code()), status.error_message().c_str());
   std::shared_ptr<grpc::Channel> channel = grpc::CreateChannelInternal(
-      "", lame, std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>());
+      "", lame,
+      std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>());
   cache->emplace(std::move(key), channel);
   return channel;
 }

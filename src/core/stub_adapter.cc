@@ -26,8 +26,7 @@ class ClientReader<lbkit::internal::StubAdapterTag> {
   static bool WaitForReady(const ClientContext& context) {
     return (context.initial_metadata_flags() & GRPC_INITIAL_METADATA_WAIT_FOR_READY) != 0;
   }
-  static const std::multimap<std::string, std::string>& SendMetadata(
-      const ClientContext& context) {
+  static const std::multimap<std::string, std::string>& SendMetadata(const ClientContext& context) {
     return context.send_initial_metadata_;
   }
 };

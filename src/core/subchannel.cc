@@ -111,15 +111,16 @@ std::shared_ptr<SubchannelImpl> SubchannelImpl::Create(
 
   std::weak_ptr<SubchannelImpl> weak = subchannel;
   std::weak_ptr<WorkSerializer> weak_serializer = subchannel->serializer_;
-  ConnectivityWatcher::Get().Watch(
-      subchannel->channel_, GRPC_CHANNEL_IDLE,
-      [weak, weak_serializer](grpc_connectivity_state state) {
-        std::shared_ptr<WorkSerializer> serializer = weak_serializer.lock();
-        if (serializer == nullptr || weak.expired()) return false;
-        return serializer->Run([weak, state] {
-          if (std::shared_ptr<SubchannelImpl> self = weak.lock()) self->OnConnectivityChange(state);
-        });
-      });
+  ConnectivityWatcher::Get().Watch(subchannel->channel_, GRPC_CHANNEL_IDLE,
+                                   [weak, weak_serializer](grpc_connectivity_state state) {
+                                     std::shared_ptr<WorkSerializer> serializer =
+                                         weak_serializer.lock();
+                                     if (serializer == nullptr || weak.expired()) return false;
+                                     return serializer->Run([weak, state] {
+                                       if (std::shared_ptr<SubchannelImpl> self = weak.lock())
+                                         self->OnConnectivityChange(state);
+                                     });
+                                   });
   return subchannel;
 }
 
@@ -153,11 +154,10 @@ void SubchannelImpl::Shutdown() {
 
 void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
   if (shutdown_) return;
-  SetStateForTesting(FromGrpc(grpc_state),
-                     grpc_state == GRPC_CHANNEL_TRANSIENT_FAILURE
-                         ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                        "failed to connect to " + address_)
-                         : grpc::Status::OK);
+  SetStateForTesting(FromGrpc(grpc_state), grpc_state == GRPC_CHANNEL_TRANSIENT_FAILURE
+                                               ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                              "failed to connect to " + address_)
+                                               : grpc::Status::OK);
 }
 
 void SubchannelImpl::SetStateForTesting(ConnectivityState state, const grpc::Status& status) {

@@ -31,7 +31,8 @@ struct MethodInfo {
   size_t index;
 };
 
-class SubchannelImpl final : public Subchannel, public std::enable_shared_from_this<SubchannelImpl> {
+class SubchannelImpl final : public Subchannel,
+                             public std::enable_shared_from_this<SubchannelImpl> {
  public:
   static constexpr size_t kCachedMethods = 64;
 

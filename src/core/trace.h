@@ -20,7 +20,9 @@ enum class TraceFlag : unsigned {
 unsigned ParseTraceFlags(const std::string& value);
 // The flags from the environment.
 unsigned TraceFlags();
-inline bool TraceEnabled(TraceFlag flag) { return (TraceFlags() & static_cast<unsigned>(flag)) != 0; }
+inline bool TraceEnabled(TraceFlag flag) {
+  return (TraceFlags() & static_cast<unsigned>(flag)) != 0;
+}
 // Writes one line to stderr, prefixed with "lbkit <flag>:".
 void TraceLine(TraceFlag flag, const std::string& line);
 

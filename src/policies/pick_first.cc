@@ -116,11 +116,12 @@ class PickFirst final : public Balancer {
       list_.push_back({std::move(subchannel), false});
     }
     for (Entry& entry : old) {
-      if (entry.subchannel != nullptr && entry.subchannel != selected_) entry.subchannel->Shutdown();
+      if (entry.subchannel != nullptr && entry.subchannel != selected_)
+        entry.subchannel->Shutdown();
     }
-    if (selected_ != nullptr &&
-        std::none_of(list_.begin(), list_.end(),
-                     [this](const Entry& e) { return e.subchannel == selected_; })) {
+    if (selected_ != nullptr && std::none_of(list_.begin(), list_.end(), [this](const Entry& e) {
+          return e.subchannel == selected_;
+        })) {
       selected_->Shutdown();
       selected_ = nullptr;
     }
@@ -152,7 +153,8 @@ class PickFirst final : public Balancer {
   // Starts connecting list_[attempt_index_] and arms the timer for the next.
   void Attempt() {
     Entry& entry = list_[attempt_index_];
-    if (entry.subchannel->state() == ConnectivityState::kIdle) entry.subchannel->RequestConnection();
+    if (entry.subchannel->state() == ConnectivityState::kIdle)
+      entry.subchannel->RequestConnection();
     attempt_timer_.reset();
     if (attempt_index_ + 1 < list_.size()) {
       attempt_timer_ = helper_->StartTimer(ConnectionAttemptDelay(), [this] { NextAttempt(); });
@@ -187,8 +189,9 @@ class PickFirst final : public Balancer {
              grpc::Status::OK);
       return;
     }
-    auto it = std::find_if(list_.begin(), list_.end(),
-                           [subchannel](const Entry& e) { return e.subchannel.get() == subchannel; });
+    auto it = std::find_if(list_.begin(), list_.end(), [subchannel](const Entry& e) {
+      return e.subchannel.get() == subchannel;
+    });
     if (it == list_.end() || selected_ != nullptr) return;
     size_t index = static_cast<size_t>(it - list_.begin());
     switch (state) {
@@ -204,7 +207,8 @@ class PickFirst final : public Balancer {
         if (all_failed) {
           if (state_ != ConnectivityState::kTransientFailure) helper_->RequestReresolution();
           std::string names;
-          for (const std::string& address : addresses_) names += (names.empty() ? "" : ", ") + address;
+          for (const std::string& address : addresses_)
+            names += (names.empty() ? "" : ", ") + address;
           grpc::Status failure(grpc::StatusCode::UNAVAILABLE,
                                "pick_first: failed to connect to all addresses (" + names +
                                    "); last error: " + last_error_.error_message());
@@ -231,7 +235,8 @@ class PickFirst final : public Balancer {
     }
     list_.clear();
     list_.push_back({selected_, false});
-    Report(ConnectivityState::kReady, std::make_shared<SelectedPicker>(selected_), grpc::Status::OK);
+    Report(ConnectivityState::kReady, std::make_shared<SelectedPicker>(selected_),
+           grpc::Status::OK);
   }
 
   void Report(ConnectivityState state, std::shared_ptr<Picker> picker, grpc::Status status) {

@@ -56,7 +56,8 @@ class StaticResolverFactory final : public ResolverFactory {
                           "target \"" + target.uri + "\": " + status.error_message());
     }
     ResolverState state;
-    for (std::string& address : addresses) state.endpoints.push_back(Endpoint{{std::move(address)}});
+    for (std::string& address : addresses)
+      state.endpoints.push_back(Endpoint{{std::move(address)}});
     *resolver = std::make_shared<StaticResolver>(std::move(state));
     return grpc::Status::OK;
   }

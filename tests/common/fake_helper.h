@@ -18,7 +18,8 @@ class FakeHelper final : public lbkit::Helper {
  public:
   std::shared_ptr<lbkit::Subchannel> CreateSubchannel(
       const std::string& address, lbkit::SubchannelStateListener listener) override {
-    auto subchannel = lbkit::internal::SubchannelImpl::CreateForTesting(address, std::move(listener));
+    auto subchannel =
+        lbkit::internal::SubchannelImpl::CreateForTesting(address, std::move(listener));
     created.push_back(subchannel);
     return subchannel;
   }

@@ -84,6 +84,20 @@ std::shared_ptr<lbkit::Channel> StaticChannel(const std::vector<std::string>& ad
   return channel;
 }
 
+std::shared_ptr<lbkit::Channel> ManualChannel(std::shared_ptr<lbkit::ManualResolver> resolver) {
+  lbkit::ChannelOptions options;
+  options.resolver = std::move(resolver);
+  return lbkit::CreateChannel("manual:///", grpc::InsecureChannelCredentials(), options);
+}
+
+void ShutdownAndDrain(grpc::CompletionQueue& cq) {
+  cq.Shutdown();
+  void* tag;
+  bool ok;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
 bool WaitForReadySubchannels(lbkit::Channel& channel, size_t n, std::chrono::milliseconds timeout) {
   return WaitFor(
       [&] {

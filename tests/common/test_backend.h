@@ -54,6 +54,8 @@ std::string Echo(grpc::examples::echo::Echo::Stub& stub, const std::string& mess
 
 #endif  // LBKIT_TESTS_COMMON_TEST_BACKEND_H_
 
+#include <grpcpp/completion_queue.h>
+
 #include "lbkit/channel.h"
 
 namespace lbkit_test {
@@ -62,6 +64,10 @@ namespace lbkit_test {
 // default config.
 std::shared_ptr<lbkit::Channel> StaticChannel(const std::vector<std::string>& addresses,
                                               const std::string& service_config);
+// A channel served by `resolver` ("manual:///").
+std::shared_ptr<lbkit::Channel> ManualChannel(std::shared_ptr<lbkit::ManualResolver> resolver);
+// Shuts `cq` down and drains it.
+void ShutdownAndDrain(grpc::CompletionQueue& cq);
 // Waits until the channel has `n` READY subchannels.
 bool WaitForReadySubchannels(lbkit::Channel& channel, size_t n,
                              std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -79,11 +79,7 @@ TEST_F(CallStylesTest, AsyncUnaryOnACompletionQueue) {
     EXPECT_TRUE(status.ok()) << status.error_message();
     return response.message();
   });
-  cq.Shutdown();
-  void* tag;
-  bool ok;
-  while (cq.Next(&tag, &ok)) {
-  }
+  lbkit_test::ShutdownAndDrain(cq);
 }
 
 TEST_F(CallStylesTest, CallbackUnary) {
@@ -192,15 +188,12 @@ TEST_F(CallStylesTest, AsyncBidiStreaming) {
     EXPECT_TRUE(status.ok()) << status.error_message();
     return response.message();
   });
-  cq.Shutdown();
-  void* tag;
-  bool ok;
-  while (cq.Next(&tag, &ok)) {
-  }
+  lbkit_test::ShutdownAndDrain(cq);
 }
 
-// A callback-API bidi stream: sends `count` messages, one at a time, and
-// collects the replies.
+// A callback-API bidi stream: writes `count` messages one after another and
+// reads replies until the server closes. At most one write and one read are
+// outstanding at a time, as the API requires.
 class BidiReactor final : public grpc::ClientBidiReactor<EchoRequest, EchoResponse> {
  public:
   BidiReactor(Echo::Stub* stub, int count) : count_(count) {
@@ -212,15 +205,17 @@ class BidiReactor final : public grpc::ClientBidiReactor<EchoRequest, EchoRespon
     StartCall();
   }
   void OnWriteDone(bool ok) override {
-    if (ok && ++written_ == count_) StartWritesDone();
+    if (!ok) return;
+    if (++written_ < count_) {
+      StartWrite(&request_);
+    } else {
+      StartWritesDone();
+    }
   }
   void OnReadDone(bool ok) override {
     if (!ok) return;
     replies_.push_back(response_.message());
-    if (static_cast<int>(replies_.size()) < count_) {
-      StartRead(&response_);
-      StartWrite(&request_);
-    }
+    StartRead(&response_);
   }
   void OnDone(const grpc::Status& status) override {
     std::lock_guard<std::mutex> lock(mu_);

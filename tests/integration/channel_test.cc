@@ -11,18 +11,13 @@ namespace {
 
 using grpc::examples::echo::Echo;
 using lbkit_test::Echo;
+using lbkit_test::ManualChannel;
 using lbkit_test::TestBackend;
-
-std::shared_ptr<lbkit::Channel> ManualChannel(std::shared_ptr<lbkit::ManualResolver> resolver) {
-  lbkit::ChannelOptions options;
-  options.resolver = std::move(resolver);
-  return lbkit::CreateChannel("manual:///", grpc::InsecureChannelCredentials(), options);
-}
 
 TEST(Targets, UnknownSchemeIsAClearErrorNotACrash) {
   grpc::Status status;
-  auto channel = lbkit::CreateChannel("localhost:50050", grpc::InsecureChannelCredentials(), {},
-                                      &status);
+  auto channel =
+      lbkit::CreateChannel("localhost:50050", grpc::InsecureChannelCredentials(), {}, &status);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(status.error_message().find("unknown scheme \"localhost\""), std::string::npos)
       << status.error_message();
@@ -82,7 +77,8 @@ TEST(ServiceConfig, ABadFirstConfigFailsCallsWithItsMessage) {
   // A good config later brings the channel up.
   resolver->UpdateState({{lbkit::Endpoint{{a.address()}}, lbkit::Endpoint{{b.address()}}},
                          R"({"loadBalancingConfig":[{"custom_round_robin":{"chooseSecond":1}}]})"});
-  EXPECT_TRUE(lbkit_test::WaitFor([&] { return Echo(*stub, "m") == "m (from " + b.address() + ")"; }));
+  EXPECT_TRUE(
+      lbkit_test::WaitFor([&] { return Echo(*stub, "m") == "m (from " + b.address() + ")"; }));
 }
 
 TEST(ServiceConfig, ABadLaterUpdateKeepsTheLastGoodConfig) {
@@ -122,7 +118,8 @@ TEST(ServiceConfig, AnUpdateCanSwitchThePolicy) {
   auto stub = Echo::NewStub(channel);
   EXPECT_EQ(Echo(*stub, "m"), "m (from " + a.address() + ")");
   resolver->UpdateState({endpoints, R"({"loadBalancingConfig":[{"round_robin":{}}]})"});
-  EXPECT_TRUE(lbkit_test::WaitFor([&] { return Echo(*stub, "m") == "m (from " + b.address() + ")"; }));
+  EXPECT_TRUE(
+      lbkit_test::WaitFor([&] { return Echo(*stub, "m") == "m (from " + b.address() + ")"; }));
   EXPECT_EQ(channel->Snapshot().policy, "round_robin");
 }
 
@@ -143,17 +140,18 @@ TEST(ServiceConfig, AResolverErrorBeforeAnyStateIsTransientFailure) {
 TEST(ConnectivityState, IsTheTopPolicysAggregate) {
   TestBackend a;
   auto channel = lbkit_test::StaticChannel({a.address()}, "");
-  EXPECT_TRUE(channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
+  EXPECT_TRUE(
+      channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10)));
   EXPECT_EQ(channel->Snapshot().state, lbkit::ConnectivityState::kReady);
   a.Stop();
   // pick_first goes IDLE when its connection drops; WaitForStateChange sees it.
-  EXPECT_TRUE(channel->WaitForStateChange(GRPC_CHANNEL_READY, std::chrono::system_clock::now() +
-                                                                  std::chrono::seconds(10)));
+  EXPECT_TRUE(channel->WaitForStateChange(
+      GRPC_CHANNEL_READY, std::chrono::system_clock::now() + std::chrono::seconds(10)));
   EXPECT_EQ(channel->GetState(false), GRPC_CHANNEL_IDLE);
   // GetState(true) wakes it up: it tries to connect again.
   channel->GetState(true);
-  EXPECT_TRUE(channel->WaitForStateChange(GRPC_CHANNEL_IDLE, std::chrono::system_clock::now() +
-                                                                 std::chrono::seconds(10)));
+  EXPECT_TRUE(channel->WaitForStateChange(
+      GRPC_CHANNEL_IDLE, std::chrono::system_clock::now() + std::chrono::seconds(10)));
   EXPECT_NE(channel->GetState(false), GRPC_CHANNEL_IDLE);
 }
 
@@ -191,9 +189,7 @@ TEST(ConnectivityState, NotifyOnStateChangeDeliversOnTheCompletionQueue) {
   ASSERT_TRUE(cq.Next(&tag, &ok));
   EXPECT_EQ(tag, reinterpret_cast<void*>(3));
   EXPECT_TRUE(ok);
-  cq.Shutdown();
-  while (cq.Next(&tag, &ok)) {
-  }
+  lbkit_test::ShutdownAndDrain(cq);
 }
 
 }  // namespace

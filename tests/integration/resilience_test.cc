@@ -71,9 +71,7 @@ TEST(Resilience, PickFirstReconnectsAfterItsBackendRestarts) {
 TEST(Resilience, AQueuedCallHitsItsDeadline) {
   // A resolver that never reports: every call queues.
   auto resolver = lbkit::ManualResolver::Create();
-  lbkit::ChannelOptions options;
-  options.resolver = resolver;
-  auto channel = lbkit::CreateChannel("manual:///", grpc::InsecureChannelCredentials(), options);
+  auto channel = lbkit_test::ManualChannel(resolver);
   auto stub = Echo::NewStub(channel);
   auto start = std::chrono::steady_clock::now();
   std::string reply = Echo(*stub, "m", std::chrono::milliseconds(300));
@@ -87,9 +85,7 @@ TEST(Resilience, AQueuedCallHitsItsDeadline) {
 TEST(Resilience, AQueuedCallProceedsWhenTheResolverDelivers) {
   TestBackend backend;
   auto resolver = lbkit::ManualResolver::Create();
-  lbkit::ChannelOptions options;
-  options.resolver = resolver;
-  auto channel = lbkit::CreateChannel("manual:///", grpc::InsecureChannelCredentials(), options);
+  auto channel = lbkit_test::ManualChannel(resolver);
   auto stub = Echo::NewStub(channel);
   std::string reply;
   std::thread caller([&] { reply = Echo(*stub, "m", std::chrono::seconds(10)); });
@@ -101,9 +97,7 @@ TEST(Resilience, AQueuedCallProceedsWhenTheResolverDelivers) {
 
 TEST(Resilience, ShutdownFailsQueuedCallsWithUnavailable) {
   auto resolver = lbkit::ManualResolver::Create();
-  lbkit::ChannelOptions options;
-  options.resolver = resolver;
-  auto channel = lbkit::CreateChannel("manual:///", grpc::InsecureChannelCredentials(), options);
+  auto channel = lbkit_test::ManualChannel(resolver);
   auto stub = Echo::NewStub(channel);
   std::vector<std::string> replies(3);
   std::vector<std::thread> callers;

@@ -23,9 +23,7 @@ std::shared_ptr<lbkit::Channel> SeedChannel(const TestBackend& a, const TestBack
   state.service_config = R"({"loadBalancingConfig":[{"custom_round_robin":{"chooseSecond":)" +
                          std::to_string(choose_second) + "}}]}";
   resolver->SetInitialState(state);
-  lbkit::ChannelOptions options;
-  options.resolver = resolver;
-  return lbkit::CreateChannel("manual:///", grpc::InsecureChannelCredentials(), options);
+  return lbkit_test::ManualChannel(resolver);
 }
 
 // The backend (0 or 1) that served each of `n` calls, read from the reply.

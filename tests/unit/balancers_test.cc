@@ -20,7 +20,8 @@ lbkit::BalancerUpdate Update(std::vector<std::vector<std::string>> endpoints,
   for (auto& addresses : endpoints) update.endpoints.push_back(lbkit::Endpoint{addresses});
   if (!name.empty()) {
     std::shared_ptr<const lbkit::BalancerConfig> config;
-    EXPECT_TRUE(lbkit::FindBalancer(name)->ParseConfig(nlohmann::json::parse(policy_json), &config).ok());
+    EXPECT_TRUE(
+        lbkit::FindBalancer(name)->ParseConfig(nlohmann::json::parse(policy_json), &config).ok());
     update.config = config;
   }
   return update;
@@ -257,8 +258,7 @@ TEST(CustomRoundRobin, IsReadyOnlyOnceTwoChildrenAreReady) {
 TEST(CustomRoundRobin, FewerThanTwoEndpointsIsRejectedClearly) {
   FakeHelper helper;
   auto crr = Build("custom_round_robin", &helper);
-  grpc::Status status =
-      crr->UpdateResolverState(Update({{"a:1"}}, "{}", "custom_round_robin"));
+  grpc::Status status = crr->UpdateResolverState(Update({{"a:1"}}, "{}", "custom_round_robin"));
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.error_message().find("needs at least 2 endpoints, got 1"), std::string::npos);
   EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);

@@ -6,6 +6,7 @@
 #include <future>
 #include <thread>
 
+#include "common/test_backend.h"
 #include "core/picker_slot.h"
 #include "core/trace.h"
 #include "core/work_serializer.h"
@@ -39,11 +40,11 @@ TEST(ParseTarget, MalformedTargetsAreClearErrors) {
 
 TEST(StaticAddressList, AcceptsHostsIpv6AndUnixAndRejectsTheRest) {
   std::vector<std::string> addresses;
-  ASSERT_TRUE(lbkit::internal::ParseAddressList("localhost:50050, [::1]:1,unix:/tmp/s", &addresses)
-                  .ok());
+  ASSERT_TRUE(
+      lbkit::internal::ParseAddressList("localhost:50050, [::1]:1,unix:/tmp/s", &addresses).ok());
   EXPECT_EQ(addresses, (std::vector<std::string>{"localhost:50050", "[::1]:1", "unix:/tmp/s"}));
-  for (const char* bad : {"", "a:1,,b:2", "nohost", "host:", "host:x", "host:70000", ":80",
-                          "::1:80", "[::1:80"}) {
+  for (const char* bad :
+       {"", "a:1,,b:2", "nohost", "host:", "host:x", "host:70000", ":80", "::1:80", "[::1:80"}) {
     grpc::Status status = lbkit::internal::ParseAddressList(bad, &addresses);
     EXPECT_FALSE(status.ok()) << bad;
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
@@ -81,7 +82,8 @@ TEST(WorkSerializer, TimersFireInDeadlineOrderAndCancelledOnesNever) {
   std::vector<int> fired;
   std::promise<void> done;
   serializer.RunAfter(std::chrono::milliseconds(30), [&] { fired.push_back(2); });
-  uint64_t cancelled = serializer.RunAfter(std::chrono::milliseconds(10), [&] { fired.push_back(99); });
+  uint64_t cancelled =
+      serializer.RunAfter(std::chrono::milliseconds(10), [&] { fired.push_back(99); });
   serializer.RunAfter(std::chrono::milliseconds(5), [&] { fired.push_back(1); });
   serializer.Cancel(cancelled);
   serializer.RunAfter(std::chrono::milliseconds(40), [&] { done.set_value(); });
@@ -130,14 +132,22 @@ TEST(PickerSlot, ReadersNeverSeeAFreedPickerWhileTheWriterSwapsThem) {
       }
     });
   }
-  for (int i = 0; i < 2000; ++i) {
+  // Swap while the readers are demonstrably reading.
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return reads.load() > 100; }));
+  long reads_before = reads.load();
+  int published = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((published < 2000 || reads.load() < reads_before + 2000) &&
+         std::chrono::steady_clock::now() < deadline) {
     slot.Publish(std::make_shared<CheckedPicker>(&destroyed)).reset();
+    ++published;
   }
+  long reads_during = reads.load() - reads_before;
   stop = true;
   for (auto& thread : readers) thread.join();
   EXPECT_EQ(bad.load(), 0);
-  EXPECT_EQ(destroyed.load(), 2000) << "every replaced picker was released";
-  EXPECT_GT(reads.load(), 0);
+  EXPECT_EQ(destroyed.load(), published) << "every replaced picker was released";
+  EXPECT_GE(reads_during, 2000) << "readers ran while pickers were swapped";
 }
 
 TEST(Trace, ParsesFlagLists) {
@@ -145,8 +155,8 @@ TEST(Trace, ParsesFlagLists) {
   using lbkit::internal::TraceFlag;
   EXPECT_EQ(ParseTraceFlags(""), 0u);
   EXPECT_EQ(ParseTraceFlags("pick"), static_cast<unsigned>(TraceFlag::kPick));
-  EXPECT_EQ(ParseTraceFlags("resolver,policy"),
-            static_cast<unsigned>(TraceFlag::kResolver) | static_cast<unsigned>(TraceFlag::kPolicy));
+  EXPECT_EQ(ParseTraceFlags("resolver,policy"), static_cast<unsigned>(TraceFlag::kResolver) |
+                                                    static_cast<unsigned>(TraceFlag::kPolicy));
   EXPECT_EQ(ParseTraceFlags("all") & static_cast<unsigned>(TraceFlag::kSubchannel),
             static_cast<unsigned>(TraceFlag::kSubchannel));
   EXPECT_EQ(ParseTraceFlags("bogus"), 0u);

@@ -14,7 +14,8 @@ using lbkit_test::PickSequence;
 class FixedPicker final : public lbkit::Picker {
  public:
   explicit FixedPicker(std::string address)
-      : subchannel_(lbkit::internal::SubchannelImpl::CreateForTesting(std::move(address), nullptr)) {}
+      : subchannel_(
+            lbkit::internal::SubchannelImpl::CreateForTesting(std::move(address), nullptr)) {}
   lbkit::PickResult Pick(const lbkit::PickArgs&) const override {
     return lbkit::PickResult::Complete(subchannel_.get());
   }
@@ -36,8 +37,8 @@ TEST(CustomRoundRobinPicker, ChooseSecondThreeSendsEveryThirdCallToTheSecond) {
 }
 
 TEST(CustomRoundRobinPicker, ChooseSecondTwoAlternates) {
-  EXPECT_EQ(CustomSequence(2, 6), (std::vector<std::string>{"first", "second", "first", "second",
-                                                            "first", "second"}));
+  EXPECT_EQ(CustomSequence(2, 6),
+            (std::vector<std::string>{"first", "second", "first", "second", "first", "second"}));
 }
 
 TEST(CustomRoundRobinPicker, ChooseSecondOneSendsEverythingToTheSecond) {
@@ -60,8 +61,7 @@ TEST(RoundRobinPicker, RotatesOverChildrenFromTheStartIndex) {
                                                           std::make_shared<FixedPicker>("b"),
                                                           std::make_shared<FixedPicker>("c")};
   lbkit::internal::RoundRobinPicker picker(children, /*start=*/1);
-  EXPECT_EQ(PickSequence(picker, 7),
-            (std::vector<std::string>{"b", "c", "a", "b", "c", "a", "b"}));
+  EXPECT_EQ(PickSequence(picker, 7), (std::vector<std::string>{"b", "c", "a", "b", "c", "a", "b"}));
 }
 
 TEST(RoundRobinPicker, SpreadsEvenlyAcrossThreads) {

@@ -47,9 +47,9 @@ TEST_F(ServiceConfigTest, CustomRoundRobinConfigIsParsed) {
   auto parsed = std::static_pointer_cast<const customlb::CustomRoundRobinConfig>(config.config);
   EXPECT_EQ(parsed->choose_second, 7u);
 
-  ASSERT_TRUE(lbkit::ParseServiceConfig(R"({"loadBalancingConfig":[{"custom_round_robin":{}}]})",
-                                        &config)
-                  .ok());
+  ASSERT_TRUE(
+      lbkit::ParseServiceConfig(R"({"loadBalancingConfig":[{"custom_round_robin":{}}]})", &config)
+          .ok());
   parsed = std::static_pointer_cast<const customlb::CustomRoundRobinConfig>(config.config);
   EXPECT_EQ(parsed->choose_second, 3u) << "the default";
 
@@ -88,8 +88,9 @@ TEST_F(ServiceConfigTest, MalformedListsAreErrors) {
 
 TEST_F(ServiceConfigTest, BadChooseSecondValuesAreRejectedWithTheValue) {
   for (const char* bad : {"-1", "2.5", "\"3\"", "true", "null", "[3]", "4294967296"}) {
-    std::string error = Error(std::string(R"({"loadBalancingConfig":[{"custom_round_robin":{"chooseSecond":)") +
-                              bad + "}}]}");
+    std::string error =
+        Error(std::string(R"({"loadBalancingConfig":[{"custom_round_robin":{"chooseSecond":)") +
+              bad + "}}]}");
     EXPECT_NE(error.find("chooseSecond must be a whole number"), std::string::npos)
         << bad << " -> " << error;
     EXPECT_NE(error.find(bad), std::string::npos) << "names the value: " << error;

@@ -44,7 +44,8 @@ class CustomRoundRobin final : public lbkit::Balancer {
     }
     std::vector<std::shared_ptr<lbkit::Picker>> ready;
     for (const auto& child : children_.children()) {
-      if (child.state.state == lbkit::ConnectivityState::kReady) ready.push_back(child.state.picker);
+      if (child.state.state == lbkit::ConnectivityState::kReady)
+        ready.push_back(child.state.picker);
     }
     if (ready.size() >= 2) {
       Publish(lbkit::ConnectivityState::kReady,
@@ -97,9 +98,9 @@ grpc::Status CustomRoundRobinBuilder::ParseConfig(
   auto field = json.find("chooseSecond");
   if (field != json.end()) {
     auto bad = [&field] {
-      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "chooseSecond must be a whole number from 0 to 4294967295, got " +
-                              field->dump());
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          "chooseSecond must be a whole number from 0 to 4294967295, got " + field->dump());
     };
     if (field->is_number_unsigned()) {
       if (field->get<uint64_t>() > std::numeric_limits<uint32_t>::max()) return bad();

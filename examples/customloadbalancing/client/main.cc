@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
 
   long second = choose_second == 0 ? 0 : count / choose_second;
   std::printf("summary: %s served %ld, %s served %ld (chooseSecond=%ld expects %ld:%ld) %s\n",
-              addrs[0].c_str(), served[addrs[0]], addrs[1].c_str(), served[addrs[1]],
-              choose_second, count - second, second, mismatches == 0 ? "OK" : "MISMATCH");
+              addrs[0].c_str(), served[addrs[0]], addrs[1].c_str(), served[addrs[1]], choose_second,
+              count - second, second, mismatches == 0 ? "OK" : "MISMATCH");
   return mismatches == 0 ? 0 : 1;
 }

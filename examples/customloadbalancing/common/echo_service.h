@@ -27,10 +27,9 @@ class EchoService final : public grpc::examples::echo::Echo::Service {
   grpc::Status ServerStreamingEcho(
       grpc::ServerContext* context, const grpc::examples::echo::EchoRequest* request,
       grpc::ServerWriter<grpc::examples::echo::EchoResponse>* writer) override;
-  grpc::Status ClientStreamingEcho(
-      grpc::ServerContext* context,
-      grpc::ServerReader<grpc::examples::echo::EchoRequest>* reader,
-      grpc::examples::echo::EchoResponse* response) override;
+  grpc::Status ClientStreamingEcho(grpc::ServerContext* context,
+                                   grpc::ServerReader<grpc::examples::echo::EchoRequest>* reader,
+                                   grpc::examples::echo::EchoResponse* response) override;
   grpc::Status BidirectionalStreamingEcho(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<grpc::examples::echo::EchoResponse,
