@@ -35,6 +35,20 @@ grep -q "^summary: .* OK\$" "$work/out3" || fail "no OK summary"
 "$client_bin" --addrs "$a,$b" --choose-second 2 --count 10 >"$work/out2" || fail "client (chooseSecond=2) failed"
 grep -q "served 5, .* served 5 " "$work/out2" || fail "expected a 5:5 split: $(tail -1 "$work/out2")"
 
+# --stats prints a table with a row per backend.
+"$client_bin" --addrs "$a,$b" --stats >"$work/stats" || fail "client --stats failed"
+grep -q "^channel manual:///: policy custom_round_robin, READY" "$work/stats" || fail "no stats header: $(cat "$work/stats")"
+grep -Eq "^  $a +READY .* 6 #+\$" "$work/stats" || fail "no stats row for $a: $(cat "$work/stats")"
+
+# LBKIT_TRACE shows resolver, policy, subchannel and pick lines.
+LBKIT_TRACE=all "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/trace" || fail "traced client failed"
+for kind in resolver policy subchannel pick; do
+  grep -q "^lbkit $kind: " "$work/trace" || fail "no '$kind' trace lines"
+done
+LBKIT_TRACE=pick "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/trace-pick"
+if grep -q "^lbkit subchannel: " "$work/trace-pick"; then fail "LBKIT_TRACE=pick showed subchannel lines"; fi
+[ "$(grep -c "^lbkit pick: /grpc.examples.echo.Echo/UnaryEcho -> " "$work/trace-pick")" -eq 3 ] || fail "expected 3 pick lines"
+
 # A bad flag is a usage error, not a crash.
 if "$client_bin" --choose-second -1 >"$work/bad" 2>&1; then fail "negative --choose-second accepted"; fi
 grep -q "choose-second must be a whole number" "$work/bad" || fail "unclear error: $(cat "$work/bad")"
@@ -48,4 +62,30 @@ if "$client_bin" --addrs "$a,$b" --timeout 5 >"$work/down" 2>&1; then fail "clie
 elapsed=$(( $(date +%s) - start ))
 [ "$elapsed" -le 8 ] || fail "client took ${elapsed}s with --timeout 5"
 grep -q "call 1 failed" "$work/down" || fail "unclear error: $(cat "$work/down")"
+# Health: one server started NOT_SERVING gets no calls from a health-checking
+# round_robin client; SIGUSR1 flips it back and the server says so.
+wait_serving() {  # wait_serving LOG: prints the address the server logged
+  for _ in $(seq 1 500); do
+    grep -q '^serving on' "$1" && break
+    sleep 0.02
+  done
+  sed -n 's/^serving on \([^ ]*\).*/\1/p' "$1" | head -1
+}
+"$server_bin" --addrs 127.0.0.1:0 >"$work/h1.log" 2>&1 &
+healthy_pid=$!
+"$server_bin" --addrs 127.0.0.1:0 --not-serving 127.0.0.1:0 >"$work/h2.log" 2>&1 &
+sick_pid=$!
+healthy=$(wait_serving "$work/h1.log")
+sick=$(wait_serving "$work/h2.log")
+trap 'kill "$healthy_pid" "$sick_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+grep -q "(health: NOT_SERVING)" "$work/h2.log" || fail "server did not start NOT_SERVING: $(cat "$work/h2.log")"
+"$client_bin" --addrs "$healthy,$sick" --policy round_robin --health-service "" --count 6 --stats \
+  >"$work/health" || fail "health client failed: $(cat "$work/health")"
+grep -q "$healthy served 6, $sick served 0" "$work/health" || fail "unhealthy server got calls: $(cat "$work/health")"
+grep -Eq "^  $sick +TRANSIENT_FAILURE +NOT_SERVING" "$work/health" || fail "stats do not show NOT_SERVING"
+kill -USR1 "$sick_pid"
+for _ in $(seq 1 500); do grep -q "^health of $sick: SERVING" "$work/h2.log" && break; sleep 0.02; done
+grep -q "^health of $sick: SERVING" "$work/h2.log" || fail "SIGUSR1 did not flip health"
+kill -TERM "$healthy_pid" "$sick_pid"
+wait "$healthy_pid" "$sick_pid" || fail "servers did not stop cleanly"
 echo "example end to end: OK"

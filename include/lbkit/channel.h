@@ -49,6 +49,7 @@ struct ChannelSnapshot {
     ConnectivityState state;
     std::string last_error;       // empty when none
     std::uint64_t calls_started;  // calls placed on it since it was created
+    std::string health;           // its health-check status, "" when health checking is off
   };
   std::string target;
   std::string policy;  // the top policy's name, empty before the first config

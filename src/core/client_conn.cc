@@ -94,6 +94,7 @@ class ClientConn::RootHelper final : public Helper {
       live_hint_ = subchannels_.size();
     }
     subchannels_.push_back(subchannel);
+    subchannel->SetHealthCheck(conn_->health_check_, conn_->health_check_service_);
     Trace(TraceFlag::kSubchannel, "subchannel ", address, ": created");
     return subchannel;
   }
@@ -157,7 +158,15 @@ ClientConn::ClientConn(std::string target, std::shared_ptr<grpc::ChannelCredenti
       options_(std::move(options)),
       serializer_(std::make_shared<WorkSerializer>("lbkit-control")),
       picker_slot_(std::make_shared<QueuePicker>()),
-      root_helper_(std::make_unique<RootHelper>(this)) {}
+      root_helper_(std::make_unique<RootHelper>(this)) {
+  // Take lbkit's permanent reference on the callback completion queue before
+  // any subchannel can make a callback-API call (health watches, probes). On
+  // platforms where gRPC shares one refcounted queue among all channels, a
+  // subchannel's grpc::Channel released from inside one of that queue's own
+  // callbacks would otherwise tear the queue down from its own thread
+  // (AddressSanitizer caught that as a double free in gRPC).
+  SharedCallbackCQ();
+}
 
 ClientConn::~ClientConn() { Shutdown(); }
 
@@ -204,6 +213,16 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
   } else {
     config_ = parsed;
     has_config_ = true;
+  }
+  if (parsed.health_check != health_check_ ||
+      parsed.health_check_service != health_check_service_) {
+    health_check_ = parsed.health_check;
+    health_check_service_ = parsed.health_check_service;
+    Trace(TraceFlag::kPolicy, target_, ": health checking ",
+          health_check_ ? "on for service \"" + health_check_service_ + "\"" : std::string("off"));
+    for (const auto& subchannel : root_helper_->Live()) {
+      subchannel->SetHealthCheck(health_check_, health_check_service_);
+    }
   }
   if (top_ == nullptr || top_name_ != parsed.policy_name) {
     grpc::Status build_status;
@@ -477,7 +496,7 @@ ChannelSnapshot ClientConn::Snapshot() {
     for (const auto& subchannel : root_helper_->Live()) {
       snapshot.subchannels.push_back({subchannel->address(), subchannel->state(),
                                       subchannel->last_error().error_message(),
-                                      subchannel->calls_started()});
+                                      subchannel->calls_started(), subchannel->health()});
     }
     return snapshot;
   };

@@ -91,6 +91,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::string top_name_;
   bool has_config_ = false;
   ServiceConfig config_;  // the last good one
+  bool health_check_ = false;
+  std::string health_check_service_;
   bool has_endpoints_ = false;
 
   // Calls waiting for a picker that can place them, in arrival order.

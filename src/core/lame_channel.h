@@ -18,7 +18,8 @@ namespace internal {
 std::shared_ptr<grpc::Channel> LameChannel(const grpc::Status& status);
 
 // The completion queue lbkit channels give callback-API calls: one for the
-// process, owned by a channel that is never destroyed.
+// process, owned by a channel that is never destroyed (so that gRPC's shared
+// callback queue, where it has one, is never torn down under a running call).
 grpc::CompletionQueue* SharedCallbackCQ();
 
 }  // namespace internal

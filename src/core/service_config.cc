@@ -66,16 +66,33 @@ grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) 
     if (root.is_discarded()) return Invalid("not valid JSON: " + json);
   }
   if (!root.is_object()) return Invalid("must be a JSON object, got " + root.dump());
+  ServiceConfig parsed;
+  auto health = root.find("healthCheckConfig");
+  if (health != root.end()) {
+    if (!health->is_object()) return Invalid("healthCheckConfig must be an object");
+    auto name = health->find("serviceName");
+    if (name != health->end() && !name->is_string()) {
+      return Invalid("healthCheckConfig.serviceName must be a string, got " + name->dump());
+    }
+    parsed.health_check = true;
+    parsed.health_check_service = name == health->end() ? "" : name->get<std::string>();
+  }
+  grpc::Status status;
   auto lb_config = root.find("loadBalancingConfig");
-  if (lb_config != root.end()) return ParseLoadBalancingConfig(*lb_config, config);
   auto lb_policy = root.find("loadBalancingPolicy");  // gRPC's older form
-  if (lb_policy != root.end()) {
+  if (lb_config != root.end()) {
+    status = ParseLoadBalancingConfig(*lb_config, &parsed);
+  } else if (lb_policy != root.end()) {
     if (!lb_policy->is_string()) return Invalid("loadBalancingPolicy must be a string");
     std::string name = lb_policy->get<std::string>();
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return ParseLoadBalancingConfig(SinglePolicyList(name), config);
+    status = ParseLoadBalancingConfig(SinglePolicyList(name), &parsed);
+  } else {
+    status = ParseLoadBalancingConfig(SinglePolicyList("pick_first"), &parsed);
   }
-  return ParseLoadBalancingConfig(SinglePolicyList("pick_first"), config);
+  if (!status.ok()) return status;
+  *config = std::move(parsed);
+  return grpc::Status::OK;
 }
 
 }  // namespace lbkit

@@ -2,7 +2,11 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <climits>
+#include <mutex>
+#include <random>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -11,6 +15,7 @@
 #include <grpcpp/support/client_interceptor.h>
 
 #include "core/connectivity_watcher.h"
+#include "core/health_check.h"
 #include "core/stub_adapter.h"
 #include "core/trace.h"
 
@@ -131,6 +136,7 @@ std::shared_ptr<SubchannelImpl> SubchannelImpl::CreateForTesting(std::string add
 }
 
 SubchannelImpl::~SubchannelImpl() {
+  if (health_watch_ != nullptr) health_watch_->Cancel();
   for (auto& slot : methods_) delete slot.load(std::memory_order_acquire);
 }
 
@@ -147,6 +153,7 @@ void SubchannelImpl::ResetBackoff() {
 void SubchannelImpl::Shutdown() {
   if (shutdown_) return;
   shutdown_ = true;
+  StopHealthWatch();
   Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": shut down");
   SubchannelStateListener listener = std::move(listener_);  // released here, not in a callback
   listener_ = nullptr;
@@ -154,13 +161,177 @@ void SubchannelImpl::Shutdown() {
 
 void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
   if (shutdown_) return;
-  SetStateForTesting(FromGrpc(grpc_state), grpc_state == GRPC_CHANNEL_TRANSIENT_FAILURE
-                                               ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                              "failed to connect to " + address_)
-                                               : grpc::Status::OK);
+  raw_state_ = FromGrpc(grpc_state);
+  const uint64_t generation = ++raw_generation_;
+  probing_ = false;
+  if (raw_state_ != ConnectivityState::kReady) {
+    StopHealthWatch();
+    health_ = -1;
+    health_failures_ = 0;
+  }
+  if (raw_state_ == ConnectivityState::kTransientFailure) {
+    // Learn gRPC's reason before telling the policy, so that its failure
+    // message can name it.
+    probing_ = true;
+    std::weak_ptr<SubchannelImpl> weak = weak_from_this();
+    std::shared_ptr<WorkSerializer> serializer = serializer_;
+    ProbeConnectionError(channel_, [weak, serializer, generation](const grpc::Status& status) {
+      serializer->Run([weak, generation, status] {
+        std::shared_ptr<SubchannelImpl> self = weak.lock();
+        if (self == nullptr || self->raw_generation_ != generation) return;
+        std::string why = status.error_message();
+        const std::string prefix = "failed to connect to all addresses; last error: ";
+        if (why.rfind(prefix, 0) == 0) why = why.substr(prefix.size());
+        self->connect_error_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                            "connection to " + self->address_ + " failed: " + why);
+        self->probing_ = false;
+        self->Update();
+      });
+    });
+  }
+  if (raw_state_ == ConnectivityState::kReady && health_enabled_) StartHealthWatch();
+  Update();
+}
+
+void SubchannelImpl::Update() {
+  if (raw_state_ == ConnectivityState::kTransientFailure) {
+    if (!probing_) Deliver(ConnectivityState::kTransientFailure, connect_error_);
+    return;
+  }
+  if (raw_state_ != ConnectivityState::kReady || !health_enabled_ || health_unimplemented_) {
+    Deliver(raw_state_, grpc::Status::OK);
+    return;
+  }
+  if (health_ == static_cast<int>(ServingStatus::kServing)) {
+    Deliver(ConnectivityState::kReady, grpc::Status::OK);
+  } else if (!health_error_.ok()) {
+    Deliver(ConnectivityState::kTransientFailure, health_error_);
+  } else if (health_ < 0) {
+    Deliver(ConnectivityState::kConnecting, grpc::Status::OK);  // waiting for the first answer
+  } else {
+    Deliver(ConnectivityState::kTransientFailure,
+            grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                         "health check: " + address_ + " reports " +
+                             ToString(static_cast<ServingStatus>(health_)) + " for service \"" +
+                             health_service_ + "\""));
+  }
+}
+
+void SubchannelImpl::SetHealthCheck(bool enabled, const std::string& service) {
+  if (enabled == health_enabled_ && service == health_service_) return;
+  health_enabled_ = enabled;
+  health_service_ = service;
+  StopHealthWatch();
+  health_ = -1;
+  health_unimplemented_ = false;
+  health_failures_ = 0;
+  if (enabled && raw_state_ == ConnectivityState::kReady) StartHealthWatch();
+  Update();
+}
+
+std::string SubchannelImpl::health() const {
+  if (!health_enabled_) return "";
+  if (health_unimplemented_) return "UNIMPLEMENTED (treated as SERVING)";
+  if (!health_error_.ok()) return "stream failed";
+  return health_ < 0 ? "waiting" : ToString(static_cast<ServingStatus>(health_));
+}
+
+void SubchannelImpl::StartHealthWatch() {
+  if (channel_ == nullptr || shutdown_ || health_unimplemented_) return;
+  StopHealthWatch();
+  const uint64_t generation = health_generation_;
+  health_got_response_ = false;
+  std::weak_ptr<SubchannelImpl> weak = weak_from_this();
+  std::shared_ptr<WorkSerializer> serializer = serializer_;
+  health_watch_ = HealthWatch::Start(
+      channel_, health_service_,
+      [weak, serializer, generation](ServingStatus status) {
+        serializer->Run([weak, generation, status] {
+          if (auto self = weak.lock()) self->OnHealthStatus(generation, static_cast<int>(status));
+        });
+      },
+      [weak, serializer, generation](const grpc::Status& status) {
+        serializer->Run([weak, generation, status] {
+          if (auto self = weak.lock()) self->OnHealthDone(generation, status);
+        });
+      });
+}
+
+void SubchannelImpl::StopHealthWatch() {
+  ++health_generation_;  // events of the old stream are dropped from here on
+  if (health_watch_ != nullptr) health_watch_->Cancel();
+  health_watch_ = nullptr;
+  if (health_retry_timer_ != 0 && serializer_ != nullptr) serializer_->Cancel(health_retry_timer_);
+  health_retry_timer_ = 0;
+  health_error_ = grpc::Status::OK;
+}
+
+void SubchannelImpl::OnHealthStatus(uint64_t generation, int status) {
+  if (generation != health_generation_ || shutdown_) return;
+  Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": health ",
+        ToString(static_cast<ServingStatus>(status)));
+  health_ = status;
+  health_got_response_ = true;
+  health_failures_ = 0;
+  Update();
+}
+
+void SubchannelImpl::OnHealthDone(uint64_t generation, const grpc::Status& status) {
+  if (generation != health_generation_ || shutdown_) return;
+  health_watch_ = nullptr;
+  if (raw_state_ != ConnectivityState::kReady) return;
+  if (status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    // A17: a backend without the health service counts as healthy.
+    static std::mutex mu;
+    static auto* logged = new std::set<std::string>();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (logged->insert(address_).second) {
+        LogLine("health check: " + address_ +
+                " does not implement grpc.health.v1.Health; treating it as healthy");
+      }
+    }
+    health_unimplemented_ = true;
+    Update();
+    return;
+  }
+  // Any other end: retry, at once if the stream had worked, else with
+  // exponential backoff (1 s, x1.6, up to 120 s, +-20% jitter).
+  health_error_ = grpc::Status(
+      grpc::StatusCode::UNAVAILABLE,
+      "health check stream to " + address_ + " failed: " + status.error_message() + "; retrying");
+  health_ = -1;
+  std::chrono::milliseconds delay(0);
+  if (!health_got_response_) {
+    double seconds = 1.0;
+    for (int i = 0; i < health_failures_ && seconds < 120; ++i) seconds *= 1.6;
+    seconds = std::min(seconds, 120.0);
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    seconds *= std::uniform_real_distribution<double>(0.8, 1.2)(rng);
+    delay = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    ++health_failures_;
+  }
+  Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": ", health_error_.error_message(),
+        " in ", delay.count(), " ms");
+  std::weak_ptr<SubchannelImpl> weak = weak_from_this();
+  health_retry_timer_ = serializer_->RunAfter(delay, [weak] {
+    std::shared_ptr<SubchannelImpl> self = weak.lock();
+    if (self == nullptr) return;
+    self->health_retry_timer_ = 0;
+    if (self->raw_state_ == ConnectivityState::kReady && self->health_enabled_) {
+      grpc::Status error = self->health_error_;
+      self->StartHealthWatch();
+      self->health_error_ = error;  // stays visible until the new stream answers
+    }
+  });
+  Update();
 }
 
 void SubchannelImpl::SetStateForTesting(ConnectivityState state, const grpc::Status& status) {
+  Deliver(state, status);
+}
+
+void SubchannelImpl::Deliver(ConnectivityState state, const grpc::Status& status) {
   if (shutdown_ || state == state_) return;
   Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": ", ToString(state_), " -> ",
         ToString(state), status.ok() ? "" : " (" + status.error_message() + ")");

@@ -19,6 +19,8 @@
 namespace lbkit {
 namespace internal {
 
+class HealthWatch;
+
 // The gRPC target for one lbkit address: "ipv4:1.2.3.4:80" for IPv4 literals,
 // "ipv6:[::1]:80" for IPv6 ones, "unix:..." as is, "dns:///host:port" for
 // names (gRPC resolves them; "localhost" gives both loopback families).
@@ -65,6 +67,13 @@ class SubchannelImpl final : public Subchannel,
   // Serializer only.
   const grpc::Status& last_error() const { return last_error_; }
   bool is_shutdown() const { return shutdown_; }
+  // Turns client-side health checking (gRFC A17) on for `service`, or off.
+  // While on, the subchannel is READY for its policy only while the backend's
+  // grpc.health.v1.Health/Watch says SERVING (or the backend does not
+  // implement the health service).
+  void SetHealthCheck(bool enabled, const std::string& service);
+  // "SERVING", "NOT_SERVING", ... while health checking is on; "" otherwise.
+  std::string health() const;
 
   // Tests: delivers `state` as if the connection reported it.
   void SetStateForTesting(ConnectivityState state, const grpc::Status& status = grpc::Status::OK);
@@ -73,6 +82,14 @@ class SubchannelImpl final : public Subchannel,
  private:
   SubchannelImpl(std::string address, SubchannelStateListener listener);
   void OnConnectivityChange(grpc_connectivity_state state);
+  // Computes the state the policy sees from the connection and health, and
+  // delivers it if it changed.
+  void Update();
+  void Deliver(ConnectivityState state, const grpc::Status& status);
+  void StartHealthWatch();
+  void StopHealthWatch();
+  void OnHealthStatus(uint64_t generation, int status);
+  void OnHealthDone(uint64_t generation, const grpc::Status& status);
   const grpc::internal::RpcMethod& CachedMethod(const grpc::internal::RpcMethod& method,
                                                 const MethodInfo& info);
 
@@ -80,8 +97,27 @@ class SubchannelImpl final : public Subchannel,
   std::shared_ptr<grpc::Channel> channel_;  // null for test subchannels
   std::shared_ptr<WorkSerializer> serializer_;
   SubchannelStateListener listener_;
-  ConnectivityState state_ = ConnectivityState::kIdle;
+  ConnectivityState state_ = ConnectivityState::kIdle;  // as delivered
   grpc::Status last_error_;
+
+  // The connection's own state, and why it last failed (asked of gRPC by a
+  // probe call; TRANSIENT_FAILURE is delivered once the probe answers).
+  ConnectivityState raw_state_ = ConnectivityState::kIdle;
+  uint64_t raw_generation_ = 0;
+  bool probing_ = false;
+  grpc::Status connect_error_;
+
+  // Health checking. health_ holds a ServingStatus; -1 while unknown.
+  bool health_enabled_ = false;
+  std::string health_service_;
+  int health_ = -1;
+  bool health_unimplemented_ = false;
+  bool health_got_response_ = false;
+  grpc::Status health_error_;  // the last stream failure, while retrying
+  int health_failures_ = 0;
+  uint64_t health_generation_ = 0;
+  uint64_t health_retry_timer_ = 0;
+  std::shared_ptr<HealthWatch> health_watch_;
   bool shutdown_ = false;
   int connection_requests_ = 0;
   std::atomic<uint64_t> calls_started_{0};

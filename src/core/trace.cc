@@ -1,7 +1,9 @@
 #include "core/trace.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 
 namespace lbkit {
 namespace internal {
@@ -23,13 +25,38 @@ unsigned ParseTraceFlags(const std::string& value) {
   return flags;
 }
 
-unsigned TraceFlags() {
+namespace {
+
+unsigned EnvironmentFlags() {
   static const unsigned flags = [] {
     const char* value = std::getenv("LBKIT_TRACE");
     return value == nullptr ? 0u : ParseTraceFlags(value);
   }();
   return flags;
 }
+
+std::atomic<unsigned> g_flags{EnvironmentFlags()};
+std::mutex g_sink_mu;
+std::function<void(const std::string&)>* g_sink = nullptr;  // guarded by g_sink_mu
+
+void Emit(const std::string& line) {
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::lock_guard<std::mutex> lock(g_sink_mu);
+  if (g_sink != nullptr) (*g_sink)(line);
+}
+
+}  // namespace
+
+unsigned TraceFlags() { return g_flags.load(std::memory_order_relaxed); }
+
+void SetTraceForTesting(unsigned flags, std::function<void(const std::string&)> sink) {
+  std::lock_guard<std::mutex> lock(g_sink_mu);
+  delete g_sink;
+  g_sink = sink ? new std::function<void(const std::string&)>(std::move(sink)) : nullptr;
+  g_flags.store(g_sink != nullptr ? flags : EnvironmentFlags());
+}
+
+void LogLine(const std::string& line) { Emit("lbkit: " + line); }
 
 void TraceLine(TraceFlag flag, const std::string& line) {
   const char* name = "?";
@@ -47,7 +74,7 @@ void TraceLine(TraceFlag flag, const std::string& line) {
       name = "pick";
       break;
   }
-  std::fprintf(stderr, "lbkit %s: %s\n", name, line.c_str());
+  Emit(std::string("lbkit ") + name + ": " + line);
 }
 
 }  // namespace internal

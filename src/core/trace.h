@@ -3,6 +3,7 @@
 #ifndef LBKIT_SRC_CORE_TRACE_H_
 #define LBKIT_SRC_CORE_TRACE_H_
 
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -18,13 +19,19 @@ enum class TraceFlag : unsigned {
 
 // Parses a LBKIT_TRACE value into a flag mask; unknown names are ignored.
 unsigned ParseTraceFlags(const std::string& value);
-// The flags from the environment.
+// The flags in force: LBKIT_TRACE's, unless a test set others.
 unsigned TraceFlags();
 inline bool TraceEnabled(TraceFlag flag) {
   return (TraceFlags() & static_cast<unsigned>(flag)) != 0;
 }
 // Writes one line to stderr, prefixed with "lbkit <flag>:".
 void TraceLine(TraceFlag flag, const std::string& line);
+// Writes a line that is always shown (a fact an operator must see once).
+void LogLine(const std::string& line);
+
+// Tests: turn on `flags` and copy every trace and log line to `sink` (which
+// must be thread-safe); pass nullptr to restore LBKIT_TRACE and stderr only.
+void SetTraceForTesting(unsigned flags, std::function<void(const std::string&)> sink);
 
 template <typename... Args>
 void Trace(TraceFlag flag, const Args&... args) {

@@ -1,5 +1,7 @@
 #include "policies/pick_first.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <atomic>
 #include <random>
@@ -44,10 +46,13 @@ class PickFirst final : public Balancer {
     for (const Endpoint& endpoint : update.endpoints) {
       addresses.insert(addresses.end(), endpoint.addresses.begin(), endpoint.addresses.end());
     }
-    if (config != nullptr && config->shuffle_address_list) {
+    const bool shuffle = config != nullptr && config->shuffle_address_list;
+    if (shuffle) {
       static thread_local std::mt19937_64 rng{std::random_device{}()};
       std::shuffle(addresses.begin(), addresses.end(), rng);
-    } else if (addresses == addresses_ && !list_.empty()) {
+    }
+    addresses = InterleaveAddressFamilies(addresses);
+    if (!shuffle && addresses == addresses_ && !list_.empty()) {
       return grpc::Status::OK;  // nothing changed
     }
     addresses_ = addresses;
@@ -282,6 +287,33 @@ class PickFirstBuilder final : public BalancerBuilder {
 };
 
 }  // namespace
+
+std::vector<std::string> InterleaveAddressFamilies(const std::vector<std::string>& addresses) {
+  enum Family { kV6, kV4, kOther };
+  auto family = [](const std::string& address) {
+    if (!address.empty() && address[0] == '[') return kV6;
+    size_t colon = address.rfind(':');
+    in_addr v4;
+    if (colon != std::string::npos &&
+        inet_pton(AF_INET, address.substr(0, colon).c_str(), &v4) == 1) {
+      return kV4;
+    }
+    return kOther;
+  };
+  std::vector<std::string> by_family[3];
+  for (const std::string& address : addresses) by_family[family(address)].push_back(address);
+  if (by_family[kV6].empty() || by_family[kV4].empty()) return addresses;
+  const Family first = family(addresses[0]) == kV4 ? kV4 : kV6;
+  const Family second = first == kV4 ? kV6 : kV4;
+  std::vector<std::string> out;
+  out.reserve(addresses.size());
+  for (size_t i = 0; i < by_family[first].size() || i < by_family[second].size(); ++i) {
+    if (i < by_family[first].size()) out.push_back(by_family[first][i]);
+    if (i < by_family[second].size()) out.push_back(by_family[second][i]);
+  }
+  out.insert(out.end(), by_family[kOther].begin(), by_family[kOther].end());
+  return out;
+}
 
 std::shared_ptr<const BalancerBuilder> MakePickFirstBuilder() {
   return std::make_shared<PickFirstBuilder>();

@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "lbkit/balancer.h"
 
@@ -18,6 +20,11 @@ namespace lbkit {
 namespace internal {
 
 std::shared_ptr<const BalancerBuilder> MakePickFirstBuilder();
+
+// Happy Eyeballs order (RFC 8305, gRFC A61): when both IPv6 and IPv4 literals
+// are present, alternate families starting with the first address's; other
+// addresses (names, unix sockets) follow in their original order.
+std::vector<std::string> InterleaveAddressFamilies(const std::vector<std::string>& addresses);
 
 // The Happy Eyeballs connection-attempt delay (250 ms by default), for tests.
 void SetConnectionAttemptDelayForTesting(std::chrono::milliseconds delay);

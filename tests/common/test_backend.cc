@@ -7,13 +7,19 @@
 
 namespace lbkit_test {
 
-TestBackend::TestBackend() : TestBackend(0) { Start(); }
+TestBackend::TestBackend(bool health) : TestBackend(0, health) { Start(); }
 
-TestBackend::TestBackend(int port) : port_(port) {}
+TestBackend::TestBackend(int port, bool health) : health_(health), port_(port) {}
 
 std::unique_ptr<TestBackend> TestBackend::Reserved() {
   auto backend = std::make_unique<TestBackend>();  // binds a free port
   backend->Stop();
+  return backend;
+}
+
+std::unique_ptr<TestBackend> TestBackend::StartOn(int port) {
+  std::unique_ptr<TestBackend> backend(new TestBackend(port, true));
+  backend->Start();
   return backend;
 }
 
@@ -27,12 +33,17 @@ void TestBackend::Start() {
   for (int attempt = 0; attempt < 50 && server_ == nullptr; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     server_ = lbkit_example::StartEchoServer("127.0.0.1:" + std::to_string(port_), &service_,
-                                             &bound, &error);
+                                             &bound, &error, health_);
   }
   ASSERT_NE(server_, nullptr) << error;
   port_ = bound;
   address_ = "127.0.0.1:" + std::to_string(port_);
   service_.set_label(address_);
+}
+
+void TestBackend::SetServing(bool serving) {
+  ASSERT_NE(server_, nullptr);
+  lbkit_example::SetServing(*server_, serving);
 }
 
 void TestBackend::Stop() {
@@ -119,6 +130,103 @@ bool WaitForChannelState(lbkit::Channel& channel, grpc_connectivity_state state,
     current = channel.GetState(true);
   }
   return true;
+}
+
+}  // namespace lbkit_test
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/trace.h"
+
+namespace lbkit_test {
+namespace {
+
+// A listening socket on 127.0.0.1:0; returns its fd and sets *port.
+int Listen(int backlog, int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), length) != 0 ||
+      listen(fd, backlog) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
+    ADD_FAILURE() << "cannot listen on 127.0.0.1:0";
+    return fd;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+}  // namespace
+
+BlackholeListener::BlackholeListener() {
+  listener_ = Listen(0, &port_);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port_));
+  // Fill the accept queue; nothing ever accepts.
+  for (int i = 0; i < 3; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    fillers_.push_back(fd);
+  }
+}
+
+BlackholeListener::~BlackholeListener() {
+  for (int fd : fillers_) close(fd);
+  close(listener_);
+}
+
+ClosingListener::ClosingListener() {
+  listener_ = Listen(16, &port_);
+  thread_ = std::thread([this] {
+    for (;;) {
+      int fd = accept(listener_, nullptr, nullptr);
+      if (fd < 0) return;  // closed
+      accepted_.fetch_add(1);
+      close(fd);
+    }
+  });
+}
+
+ClosingListener::~ClosingListener() { Close(); }
+
+void ClosingListener::Close() {
+  if (listener_ < 0) return;
+  shutdown(listener_, SHUT_RDWR);  // wakes accept()
+  thread_.join();
+  close(listener_);
+  listener_ = -1;
+}
+
+TraceRecorder::TraceRecorder() {
+  lbkit::internal::SetTraceForTesting(~0u, [this](const std::string& line) {
+    std::lock_guard<std::mutex> lock(mu_);
+    lines_.push_back(line);
+  });
+}
+
+TraceRecorder::~TraceRecorder() { lbkit::internal::SetTraceForTesting(0, nullptr); }
+
+std::vector<std::string> TraceRecorder::Lines() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return lines_;
+}
+
+int TraceRecorder::Count(const std::vector<std::string>& parts) const {
+  int count = 0;
+  for (const std::string& line : Lines()) {
+    bool all = true;
+    for (const std::string& part : parts) all = all && line.find(part) != std::string::npos;
+    if (all) ++count;
+  }
+  return count;
 }
 
 }  // namespace lbkit_test

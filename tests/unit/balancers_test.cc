@@ -7,6 +7,9 @@
 #include "lbkit/endpoint_sharding.h"
 #include "lbkit/registry.h"
 #include "lbkit/service_config.h"
+#include "policies/pick_first.h"
+
+#include <set>
 
 namespace {
 
@@ -273,6 +276,61 @@ TEST(CustomRoundRobin, AFailedChildMakesItTransientFailure) {
                                          grpc::Status(grpc::StatusCode::UNAVAILABLE, "b refused"));
   EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
   EXPECT_NE(helper.last().status.error_message().find("b refused"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// ---- Happy Eyeballs order, shuffleAddressList ----
+
+TEST(PickFirst, InterleavesAddressFamiliesStartingWithTheFirstAddresss) {
+  using lbkit::internal::InterleaveAddressFamilies;
+  EXPECT_EQ(InterleaveAddressFamilies({"[::1]:1", "[::1]:2", "127.0.0.1:3", "127.0.0.1:4"}),
+            (std::vector<std::string>{"[::1]:1", "127.0.0.1:3", "[::1]:2", "127.0.0.1:4"}));
+  EXPECT_EQ(InterleaveAddressFamilies({"127.0.0.1:3", "127.0.0.2:4", "127.0.0.3:5", "[::1]:1"}),
+            (std::vector<std::string>{"127.0.0.1:3", "[::1]:1", "127.0.0.2:4", "127.0.0.3:5"}));
+  // One family only, or names: unchanged.
+  std::vector<std::string> same = {"127.0.0.1:1", "127.0.0.2:1", "localhost:5"};
+  EXPECT_EQ(InterleaveAddressFamilies(same), same);
+}
+
+TEST(PickFirst, ConnectsInInterleavedOrder) {
+  FakeHelper helper;
+  auto pf = Build("pick_first", &helper);
+  pf->UpdateResolverState(Update({{"[::1]:1", "[::1]:2", "127.0.0.1:3"}}));
+  EXPECT_EQ(helper.Find("[::1]:1")->connection_requests_for_testing(), 1);
+  helper.FireTimers();
+  EXPECT_EQ(helper.Find("127.0.0.1:3")->connection_requests_for_testing(), 1)
+      << "IPv4 second, though listed last";
+  EXPECT_EQ(helper.Find("[::1]:2")->connection_requests_for_testing(), 0);
+  helper.FireTimers();
+  EXPECT_EQ(helper.Find("[::1]:2")->connection_requests_for_testing(), 1);
+}
+
+TEST(PickFirst, ShuffleAddressListVariesTheFirstAttempt) {
+  std::set<std::string> first_attempts;
+  for (int round = 0; round < 40; ++round) {
+    FakeHelper helper;
+    auto pf = Build("pick_first", &helper);
+    pf->UpdateResolverState(Update({{"a:1", "b:1", "c:1", "d:1", "e:1"}},
+                                   R"({"shuffleAddressList":true})", "pick_first"));
+    for (const auto& subchannel : helper.created) {
+      if (subchannel->connection_requests_for_testing() == 1)
+        first_attempts.insert(subchannel->address());
+    }
+  }
+  // 40 shuffles of 5 addresses all starting alike: about 1 in 10^27.
+  EXPECT_GT(first_attempts.size(), 1u);
+}
+
+TEST(PickFirst, WithoutShuffleTheFirstAddressIsAlwaysTriedFirst) {
+  for (int round = 0; round < 5; ++round) {
+    FakeHelper helper;
+    auto pf = Build("pick_first", &helper);
+    pf->UpdateResolverState(Update({{"a:1", "b:1", "c:1"}}, "{}", "pick_first"));
+    EXPECT_EQ(helper.Find("a:1")->connection_requests_for_testing(), 1);
+  }
 }
 
 }  // namespace

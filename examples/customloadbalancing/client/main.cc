@@ -3,10 +3,12 @@
 // custom_round_robin with chooseSecond; it sends --count UnaryEcho calls,
 // prints each reply, and checks from each call's peer that every
 // chooseSecond-th call went to the second server and the rest to the first.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/client_context.h>
@@ -21,11 +23,18 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: lbkit-echo-client [--addrs host:port,host:port] [--choose-second N]\n"
-    "                         [--count N] [--timeout SECONDS]\n"
-    "  --addrs          the two servers (default localhost:50050,localhost:50051)\n"
-    "  --choose-second  every N-th call goes to the second server (default 3; 0: never)\n"
-    "  --count          calls to make (default 9)\n"
-    "  --timeout        give up after this many seconds (default 10)\n";
+    "                         [--count N] [--timeout SECONDS] [--policy NAME]\n"
+    "                         [--health-service NAME] [--interval MS] [--stats]\n"
+    "  --addrs           the servers (default localhost:50050,localhost:50051)\n"
+    "  --choose-second   every N-th call goes to the second server (default 3; 0: never)\n"
+    "  --count           calls to make (default 9)\n"
+    "  --timeout         give up after this many seconds (default 10)\n"
+    "  --policy          custom_round_robin (default; the split is checked), round_robin\n"
+    "                    or pick_first\n"
+    "  --health-service  turn on client-side health checking for this service name\n"
+    "                    (\"\" is the server's overall health)\n"
+    "  --interval        pause between calls, in milliseconds (default 0)\n"
+    "  --stats           print the channel's subchannels and their call counts at the end\n";
 
 // The port of "host:port" or of a gRPC peer such as "ipv4:127.0.0.1:50050".
 std::string PortOf(const std::string& address) {
@@ -48,6 +57,29 @@ const char* CodeName(grpc::StatusCode code) {
   }
 }
 
+std::string Pad(const std::string& text, size_t width) {
+  return text.size() >= width ? text + " " : text + std::string(width - text.size(), ' ');
+}
+
+// The channel's snapshot as a small table with a bar per backend.
+void PrintStats(const lbkit::ChannelSnapshot& snapshot) {
+  std::printf("channel %s: policy %s, %s%s\n", snapshot.target.c_str(), snapshot.policy.c_str(),
+              lbkit::ToString(snapshot.state),
+              snapshot.last_error.empty() ? "" : (" (" + snapshot.last_error + ")").c_str());
+  uint64_t most = 1;
+  for (const auto& sc : snapshot.subchannels) most = std::max<uint64_t>(most, sc.calls_started);
+  std::printf("  %s%s%s%s\n", Pad("backend", 22).c_str(), Pad("state", 19).c_str(),
+              Pad("health", 14).c_str(), "calls");
+  for (const auto& sc : snapshot.subchannels) {
+    std::string bar(static_cast<size_t>(30 * sc.calls_started / most), '#');
+    std::printf("  %s%s%s%6llu %s\n", Pad(sc.address, 22).c_str(),
+                Pad(lbkit::ToString(sc.state), 19).c_str(),
+                Pad(sc.health.empty() ? "-" : sc.health, 14).c_str(),
+                static_cast<unsigned long long>(sc.calls_started), bar.c_str());
+    if (!sc.last_error.empty()) std::printf("    last error: %s\n", sc.last_error.c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -55,33 +87,57 @@ int main(int argc, char** argv) {
                              {{"addrs", "localhost:50050,localhost:50051"},
                               {"choose-second", "3"},
                               {"count", "9"},
-                              {"timeout", "10"}});
+                              {"timeout", "10"},
+                              {"policy", "custom_round_robin"},
+                              {"health-service", ""},
+                              {"interval", "0"},
+                              {"stats", "false"}},
+                             {"stats"});
   if (flags.help()) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  long choose_second = 0, count = 0, timeout = 0;
+  long choose_second = 0, count = 0, timeout = 0, interval = 0;
   std::vector<std::string> addrs = lbkit_example::SplitList(flags.Get("addrs"));
-  if (flags.error().empty() && addrs.size() != 2) {
-    std::fprintf(stderr, "lbkit-echo-client: --addrs needs exactly two addresses\n%s", kUsage);
-    return 2;
-  }
+  const std::string policy = flags.Get("policy");
+  const bool custom = policy == "custom_round_robin";
   if (!flags.error().empty() || !flags.GetInt("choose-second", 0, 4294967295L, &choose_second) ||
-      !flags.GetInt("count", 1, 1000000, &count) || !flags.GetInt("timeout", 1, 3600, &timeout)) {
+      !flags.GetInt("count", 1, 1000000, &count) || !flags.GetInt("timeout", 1, 3600, &timeout) ||
+      !flags.GetInt("interval", 0, 60000, &interval)) {
     std::fprintf(stderr, "lbkit-echo-client: %s\n%s", flags.error().c_str(), kUsage);
     return 2;
   }
-  if (PortOf(addrs[0]) == PortOf(addrs[1])) {
-    std::fprintf(stderr, "lbkit-echo-client: the two addresses must differ in port\n");
+  if (!custom && policy != "round_robin" && policy != "pick_first") {
+    std::fprintf(stderr, "lbkit-echo-client: unknown --policy %s\n%s", policy.c_str(), kUsage);
     return 2;
+  }
+  if (custom && addrs.size() != 2) {
+    std::fprintf(stderr, "lbkit-echo-client: custom_round_robin needs exactly two --addrs\n");
+    return 2;
+  }
+  if (addrs.empty()) {
+    std::fprintf(stderr, "lbkit-echo-client: --addrs is empty\n");
+    return 2;
+  }
+  for (size_t i = 0; i < addrs.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (PortOf(addrs[i]) == PortOf(addrs[j])) {
+        std::fprintf(stderr, "lbkit-echo-client: the addresses must differ in port\n");
+        return 2;
+      }
+    }
   }
 
   customlb::RegisterCustomRoundRobin();
   auto resolver = lbkit::ManualResolver::Create();
   lbkit::ResolverState state;
   for (const std::string& addr : addrs) state.endpoints.push_back(lbkit::Endpoint{{addr}});
-  state.service_config = R"({"loadBalancingConfig":[{"custom_round_robin":{"chooseSecond":)" +
-                         std::to_string(choose_second) + "}}]}";
+  nlohmann::json config = {{"loadBalancingConfig",
+                            {{{policy, custom ? nlohmann::json{{"chooseSecond", choose_second}}
+                                              : nlohmann::json::object()}}}}};
+  if (flags.Has("health-service"))
+    config["healthCheckConfig"] = {{"serviceName", flags.Get("health-service")}};
+  state.service_config = config.dump();
   resolver->SetInitialState(state);
   lbkit::ChannelOptions options;
   options.resolver = resolver;
@@ -91,7 +147,9 @@ int main(int argc, char** argv) {
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(timeout);
   std::map<std::string, long> served;  // by address
   long mismatches = 0;
+  int exit_code = 0;
   for (long n = 1; n <= count; ++n) {
+    if (n > 1 && interval > 0) std::this_thread::sleep_for(std::chrono::milliseconds(interval));
     grpc::ClientContext context;
     context.set_deadline(deadline);
     grpc::examples::echo::EchoRequest request;
@@ -102,22 +160,35 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "lbkit-echo-client: call %ld failed: %s: %s%s\n", n,
                    CodeName(status.error_code()), status.error_message().c_str(),
                    status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED
-                       ? " (are both servers running?)"
+                       ? " (are the servers running?)"
                        : "");
-      return 1;
+      exit_code = 1;
+      break;
     }
     std::printf("%s\n", response.message().c_str());
+    std::fflush(stdout);
     std::string peer_port = PortOf(context.peer());
     size_t expected = (choose_second != 0 && n % choose_second == 0) ? 1 : 0;
-    if (PortOf(addrs[expected]) != peer_port) ++mismatches;
+    if (custom && PortOf(addrs[expected]) != peer_port) ++mismatches;
     for (const std::string& addr : addrs) {
       if (PortOf(addr) == peer_port) ++served[addr];
     }
   }
 
-  long second = choose_second == 0 ? 0 : count / choose_second;
-  std::printf("summary: %s served %ld, %s served %ld (chooseSecond=%ld expects %ld:%ld) %s\n",
-              addrs[0].c_str(), served[addrs[0]], addrs[1].c_str(), served[addrs[1]], choose_second,
-              count - second, second, mismatches == 0 ? "OK" : "MISMATCH");
-  return mismatches == 0 ? 0 : 1;
+  if (exit_code == 0) {
+    std::string counts;
+    for (const std::string& addr : addrs) {
+      counts += (counts.empty() ? "" : ", ") + addr + " served " + std::to_string(served[addr]);
+    }
+    if (custom) {
+      long second = choose_second == 0 ? 0 : count / choose_second;
+      std::printf("summary: %s (chooseSecond=%ld expects %ld:%ld) %s\n", counts.c_str(),
+                  choose_second, count - second, second, mismatches == 0 ? "OK" : "MISMATCH");
+      if (mismatches != 0) exit_code = 1;
+    } else {
+      std::printf("summary: %s (%s)\n", counts.c_str(), policy.c_str());
+    }
+  }
+  if (flags.Get("stats") == "true") PrintStats(channel->Snapshot());
+  return exit_code;
 }

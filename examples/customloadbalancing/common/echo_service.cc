@@ -1,5 +1,6 @@
 #include "echo_service.h"
 
+#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
@@ -54,7 +55,9 @@ grpc::Status EchoService::BidirectionalStreamingEcho(
 }
 
 std::unique_ptr<grpc::Server> StartEchoServer(const std::string& address, grpc::Service* service,
-                                              int* port, std::string* error) {
+                                              int* port, std::string* error, bool health) {
+  // Read by the builder below, at BuildAndStart.
+  grpc::EnableDefaultHealthCheckService(health);
   grpc::ServerBuilder builder;
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int bound = 0;
@@ -69,7 +72,15 @@ std::unique_ptr<grpc::Server> StartEchoServer(const std::string& address, grpc::
     return nullptr;
   }
   if (port != nullptr) *port = bound;
+  if (health) SetServing(*server, true);
   return server;
+}
+
+void SetServing(grpc::Server& server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  if (health == nullptr) return;
+  health->SetServingStatus(serving);
+  health->SetServingStatus("grpc.examples.echo.Echo", serving);
 }
 
 std::string WithPort(const std::string& address, int port) {

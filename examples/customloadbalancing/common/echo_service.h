@@ -44,10 +44,16 @@ class EchoService final : public grpc::examples::echo::Echo::Service {
 };
 
 // A server for `service` on `address` (port 0 picks one), with SO_REUSEPORT
-// off so that a port in use is an error. Returns null and sets *error on
+// off so that a port in use is an error. With `health`, it also serves the
+// standard grpc.health.v1.Health service, SERVING for "" and for
+// grpc.examples.echo.Echo (see SetServing). Returns null and sets *error on
 // failure; otherwise sets *port to the bound port.
 std::unique_ptr<grpc::Server> StartEchoServer(const std::string& address, grpc::Service* service,
-                                              int* port, std::string* error);
+                                              int* port, std::string* error, bool health = true);
+
+// Sets the health of `server` (started with health) for "" and for
+// grpc.examples.echo.Echo.
+void SetServing(grpc::Server& server, bool serving);
 
 // "host:port" with the port replaced: ("127.0.0.1:0", 4242) -> "127.0.0.1:4242".
 std::string WithPort(const std::string& address, int port);

@@ -46,12 +46,20 @@ class Flags {
         return;
       }
       values_[name] = value;
+      given_.push_back(name);
     }
   }
 
   const std::string& error() const { return error_; }
   bool help() const { return help_; }
   const std::string& Get(const std::string& name) const { return values_.at(name); }
+  // Whether the flag was on the command line (even with an empty value).
+  bool Has(const std::string& name) const {
+    for (const std::string& given : given_) {
+      if (given == name) return true;
+    }
+    return false;
+  }
   // The flag as a whole number in [min, max]; false (and error set) otherwise.
   bool GetInt(const std::string& name, long min, long max, long* out) {
     const std::string& text = Get(name);
@@ -68,6 +76,7 @@ class Flags {
 
  private:
   std::map<std::string, std::string> values_;
+  std::vector<std::string> given_;
   std::string error_;
   bool help_ = false;
 };

@@ -3,6 +3,7 @@
 // SIGINT or SIGTERM.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -16,14 +17,21 @@
 namespace {
 
 constexpr char kUsage[] =
-    "usage: lbkit-echo-server [--addrs host:port,...]\n"
-    "  --addrs  addresses to serve on (default localhost:50050,localhost:50051);\n"
-    "           port 0 picks a free port, and the log line shows which\n";
+    "usage: lbkit-echo-server [--addrs host:port,...] [--not-serving host:port,...]\n"
+    "                         [--toggle host:port]\n"
+    "  --addrs        addresses to serve on (default localhost:50050,localhost:50051);\n"
+    "                 port 0 picks a free port, and the log line shows which\n"
+    "  --not-serving  addresses whose health service starts NOT_SERVING\n"
+    "  --toggle       the address whose health SIGUSR1 flips (default: the last one)\n"
+    "Every address serves grpc.health.v1.Health (SERVING unless told otherwise).\n"
+    "SIGINT or SIGTERM stops the server.\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  lbkit_example::Flags flags(argc, argv, {{"addrs", "localhost:50050,localhost:50051"}});
+  lbkit_example::Flags flags(
+      argc, argv,
+      {{"addrs", "localhost:50050,localhost:50051"}, {"not-serving", ""}, {"toggle", ""}});
   if (flags.help()) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -41,7 +49,24 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::vector<std::string> not_serving = lbkit_example::SplitList(flags.Get("not-serving"));
+  std::string toggle = flags.Get("toggle").empty() ? addrs.back() : flags.Get("toggle");
+  auto listed = [&addrs](const std::string& addr) {
+    return std::find(addrs.begin(), addrs.end(), addr) != addrs.end();
+  };
+  for (const std::string& addr : not_serving) {
+    if (!listed(addr)) {
+      std::fprintf(stderr, "lbkit-echo-server: --not-serving %s is not in --addrs\n", addr.c_str());
+      return 2;
+    }
+  }
+  if (!listed(toggle)) {
+    std::fprintf(stderr, "lbkit-echo-server: --toggle %s is not in --addrs\n", toggle.c_str());
+    return 2;
+  }
 
   std::vector<std::unique_ptr<lbkit_example::EchoService>> services;
   std::vector<std::unique_ptr<grpc::Server>> servers;
@@ -58,14 +83,28 @@ int main(int argc, char** argv) {
     }
     std::string bound = lbkit_example::WithPort(addr, port);
     service->set_label(bound);
-    std::printf("serving on %s\n", bound.c_str());
+    bool healthy = std::find(not_serving.begin(), not_serving.end(), addr) == not_serving.end();
+    lbkit_example::SetServing(*server, healthy);
+    std::printf("serving on %s%s\n", bound.c_str(), healthy ? "" : " (health: NOT_SERVING)");
     std::fflush(stdout);
     services.push_back(std::move(service));
     servers.push_back(std::move(server));
   }
 
+  const size_t toggle_index =
+      static_cast<size_t>(std::find(addrs.begin(), addrs.end(), toggle) - addrs.begin());
+  bool toggle_serving =
+      std::find(not_serving.begin(), not_serving.end(), toggle) == not_serving.end();
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  for (;;) {
+    sigwait(&signals, &signal_number);
+    if (signal_number != SIGUSR1) break;
+    toggle_serving = !toggle_serving;
+    lbkit_example::SetServing(*servers[toggle_index], toggle_serving);
+    std::printf("health of %s: %s\n", services[toggle_index]->label().c_str(),
+                toggle_serving ? "SERVING" : "NOT_SERVING");
+    std::fflush(stdout);
+  }
   std::printf("received %s, stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   std::fflush(stdout);
   for (auto& server : servers) server->Shutdown();

@@ -1,0 +1,139 @@
+// Fail-fast and wait-for-ready, queue order, shutdown.
+#include <grpcpp/client_context.h>
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <thread>
+
+#include "common/test_backend.h"
+#include "lbkit/lbkit.h"
+
+namespace {
+
+using grpc::examples::echo::Echo;
+using lbkit_test::Echo;
+using lbkit_test::TestBackend;
+
+TEST(CallSemantics, FailFastFailsAtOnceWhileWaitForReadyWaitsForABackend) {
+  auto backend = TestBackend::Reserved();
+  auto channel = lbkit_test::StaticChannel({backend->address()}, "");
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(lbkit_test::WaitForChannelState(*channel, GRPC_CHANNEL_TRANSIENT_FAILURE));
+
+  std::string fail_fast = Echo(*stub, "m", std::chrono::seconds(20), /*wait_for_ready=*/false);
+  EXPECT_EQ(fail_fast.rfind("error: 14: pick_first: failed to connect to all addresses", 0), 0u)
+      << fail_fast;
+
+  std::string waited;
+  std::thread caller(
+      [&] { waited = Echo(*stub, "m", std::chrono::seconds(20), /*wait_for_ready=*/true); });
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel->Snapshot().queued_calls == 1; }));
+  backend->Start();
+  caller.join();
+  EXPECT_EQ(waited, "m (from " + backend->address() + ")");
+}
+
+// A policy written against the public API: pick_first as a child, with a
+// picker that records which calls it placed, in order.
+std::mutex g_mu;
+std::vector<std::string> g_placed;
+
+class RecordingPicker final : public lbkit::Picker {
+ public:
+  explicit RecordingPicker(std::shared_ptr<lbkit::Picker> inner) : inner_(std::move(inner)) {}
+  lbkit::PickResult Pick(const lbkit::PickArgs& args) const override {
+    lbkit::PickResult result = inner_->Pick(args);
+    if (result.kind() == lbkit::PickResult::Kind::kComplete) {
+      auto seq = args.metadata->find("seq");
+      std::lock_guard<std::mutex> lock(g_mu);
+      g_placed.push_back(seq == args.metadata->end() ? "?" : seq->second);
+    }
+    return result;
+  }
+
+ private:
+  std::shared_ptr<lbkit::Picker> inner_;
+};
+
+class RecordingBalancer final : public lbkit::Balancer {
+ public:
+  explicit RecordingBalancer(lbkit::Helper* helper) : helper_(helper) {
+    grpc::Status status;
+    child_ = lbkit::ChildBalancer::Create(
+        helper, "pick_first",
+        [this](const lbkit::BalancerState& state) {
+          lbkit::BalancerState wrapped = state;
+          wrapped.picker = std::make_shared<RecordingPicker>(state.picker);
+          helper_->UpdateState(std::move(wrapped));
+        },
+        &status);
+  }
+  grpc::Status UpdateResolverState(lbkit::BalancerUpdate update) override {
+    update.config = nullptr;  // pick_first's defaults
+    return child_->UpdateResolverState(std::move(update));
+  }
+  void ResolverError(const grpc::Status& status) override { child_->ResolverError(status); }
+
+ private:
+  lbkit::Helper* helper_;
+  std::unique_ptr<lbkit::ChildBalancer> child_;
+};
+
+class RecordingBuilder final : public lbkit::BalancerBuilder {
+ public:
+  std::string name() const override { return "recording_pick_first"; }
+  grpc::Status ParseConfig(const nlohmann::json&,
+                           std::shared_ptr<const lbkit::BalancerConfig>* config) const override {
+    *config = std::make_shared<lbkit::BalancerConfig>();
+    return grpc::Status::OK;
+  }
+  std::unique_ptr<lbkit::Balancer> Build(lbkit::Helper* helper) const override {
+    return std::make_unique<RecordingBalancer>(helper);
+  }
+};
+
+TEST(CallSemantics, QueuedCallsArePlacedInArrivalOrder) {
+  lbkit::RegisterBalancer(std::make_shared<RecordingBuilder>());
+  TestBackend backend;
+  auto resolver = lbkit::ManualResolver::Create();
+  auto channel = lbkit_test::ManualChannel(resolver);  // no state yet: calls queue
+  auto stub = Echo::NewStub(channel);
+  std::vector<std::thread> callers;
+  std::vector<std::string> replies(5);
+  for (int i = 0; i < 5; ++i) {
+    callers.emplace_back([&, i] {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+      context.AddMetadata("seq", std::to_string(i));
+      grpc::examples::echo::EchoRequest request;
+      request.set_message("m");
+      grpc::examples::echo::EchoResponse response;
+      grpc::Status status = stub->UnaryEcho(&context, request, &response);
+      replies[i] = status.ok() ? response.message() : status.error_message();
+    });
+    // The next call arrives only once this one is queued.
+    ASSERT_TRUE(lbkit_test::WaitFor(
+        [&] { return channel->Snapshot().queued_calls == static_cast<size_t>(i + 1); }));
+  }
+  resolver->UpdateState({{lbkit::Endpoint{{backend.address()}}},
+                         R"({"loadBalancingConfig":[{"recording_pick_first":{}}]})"});
+  for (auto& caller : callers) caller.join();
+  for (const std::string& reply : replies) EXPECT_EQ(reply, "m (from " + backend.address() + ")");
+  std::lock_guard<std::mutex> lock(g_mu);
+  EXPECT_EQ(g_placed, (std::vector<std::string>{"0", "1", "2", "3", "4"}));
+}
+
+TEST(CallSemantics, ShutdownReleasesEverySubchannel) {
+  lbkit_test::TraceRecorder trace;
+  TestBackend a, b;
+  auto channel = lbkit_test::StaticChannel({a.address(), b.address()},
+                                           R"({"loadBalancingConfig":[{"round_robin":{}}]})");
+  ASSERT_TRUE(lbkit_test::WaitForReadySubchannels(*channel, 2));
+  channel->Shutdown();
+  EXPECT_EQ(trace.Count({"subchannel " + a.address(), "shut down"}), 1);
+  EXPECT_EQ(trace.Count({"subchannel " + b.address(), "shut down"}), 1);
+  EXPECT_EQ(channel->GetState(false), GRPC_CHANNEL_SHUTDOWN);
+  EXPECT_TRUE(channel->Snapshot().subchannels.empty());
+}
+
+}  // namespace
