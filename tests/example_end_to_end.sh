@@ -49,6 +49,10 @@ LBKIT_TRACE=pick "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/tra
 if grep -q "^lbkit subchannel: " "$work/trace-pick"; then fail "LBKIT_TRACE=pick showed subchannel lines"; fi
 [ "$(grep -c "^lbkit pick: /grpc.examples.echo.Echo/UnaryEcho -> " "$work/trace-pick")" -eq 3 ] || fail "expected 3 pick lines"
 
+# A port already in use is a clear error and a non-zero exit.
+if "$server_bin" --addrs "$a" >"$work/busy" 2>&1; then fail "second server on $a started"; fi
+grep -q "cannot listen on $a" "$work/busy" || fail "unclear port-in-use error: $(cat "$work/busy")"
+
 # A bad flag is a usage error, not a crash.
 if "$client_bin" --choose-second -1 >"$work/bad" 2>&1; then fail "negative --choose-second accepted"; fi
 grep -q "choose-second must be a whole number" "$work/bad" || fail "unclear error: $(cat "$work/bad")"
