@@ -120,10 +120,14 @@ class SubchannelImpl final : public Subchannel,
   std::shared_ptr<HealthWatch> health_watch_;
   bool shutdown_ = false;
   int connection_requests_ = 0;
-  std::atomic<uint64_t> calls_started_{0};
   // Registered-call handles of this connection, one per method of lbkit's
   // channel (a registered call skips per-call method-name interning in gRPC).
+  // Read by every call; written once per method.
   std::atomic<const grpc::internal::RpcMethod*> methods_[kCachedMethods] = {};
+  // Written by every call: on a cache line of its own, so that counting does
+  // not slow down the reads above on other cores.
+  alignas(64) std::atomic<uint64_t> calls_started_{0};
+  char pad_[64 - sizeof(std::atomic<uint64_t>)] = {};
 };
 
 }  // namespace internal
