@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <future>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include <grpc/support/time.h>
@@ -360,25 +362,29 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
                                             grpc::CompletionQueue* cq) {
   const auto* method_info = static_cast<const MethodInfo*>(method.channel_tag());
   PickArgs args;
-  args.method = method.name();
+  // The registered name is the same string with its length known: no strlen.
+  args.method = method_info != nullptr ? std::string_view(method_info->name)
+                                       : std::string_view(method.name());
   args.metadata = &StubAdapter::SendMetadata(*context);
   const bool wait_for_ready = StubAdapter::WaitForReady(*context);
 
   uint64_t generation = generation_.load(std::memory_order_acquire);
-  grpc::Status failure;
+  std::optional<grpc::Status> failure;  // nothing to build on the fast path
   {
     PickerSlot::ReadGuard picker = picker_slot_.Read();
     PickResult result = picker->Pick(args);
     switch (result.kind()) {
       case PickResult::Kind::kComplete:
         if (result.subchannel() != nullptr) {
-          Trace(TraceFlag::kPick, args.method, " -> ", result.subchannel()->address());
+          if (TraceEnabled(TraceFlag::kPick)) {
+            Trace(TraceFlag::kPick, args.method, " -> ", result.subchannel()->address());
+          }
           // The guard keeps the picker, and so the subchannel, alive here.
           return static_cast<SubchannelImpl*>(result.subchannel())
               ->CreateCall(method, method_info, context, cq, std::move(result.on_done()));
         }
-        failure = grpc::Status(grpc::StatusCode::INTERNAL,
-                               "lbkit: picker completed a pick without a subchannel");
+        failure.emplace(grpc::StatusCode::INTERNAL,
+                        "lbkit: picker completed a pick without a subchannel");
         break;
       case PickResult::Kind::kFail:
         if (!wait_for_ready) failure = result.status();
@@ -387,9 +393,9 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
         break;
     }
   }
-  if (!failure.ok()) {
-    Trace(TraceFlag::kPick, args.method, " failed: ", failure.error_message());
-    return FailedCall(failure, method, context, cq);
+  if (failure.has_value() && !failure->ok()) {
+    Trace(TraceFlag::kPick, args.method, " failed: ", failure->error_message());
+    return FailedCall(*failure, method, context, cq);
   }
   Trace(TraceFlag::kPick, args.method, " queued");
   return QueuedCall(method, method_info, context, cq, args, wait_for_ready, generation);

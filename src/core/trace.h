@@ -34,11 +34,17 @@ void LogLine(const std::string& line);
 void SetTraceForTesting(unsigned flags, std::function<void(const std::string&)> sink);
 
 template <typename... Args>
-void Trace(TraceFlag flag, const Args&... args) {
-  if (!TraceEnabled(flag)) return;
+[[gnu::noinline, gnu::cold]] void TraceFormatted(TraceFlag flag, const Args&... args) {
   std::ostringstream out;
   (out << ... << args);
   TraceLine(flag, out.str());
+}
+
+// Logs when `flag` is on. The check is inline; formatting is out of line, so
+// a disabled trace costs one relaxed load and a branch.
+template <typename... Args>
+inline void Trace(TraceFlag flag, const Args&... args) {
+  if (TraceEnabled(flag)) TraceFormatted(flag, args...);
 }
 
 }  // namespace internal

@@ -1,6 +1,7 @@
 #include "lbkit/endpoint_sharding.h"
 
 #include <algorithm>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 
@@ -9,6 +10,7 @@ namespace {
 
 // An endpoint is identified by its set of addresses.
 std::string EndpointKey(const Endpoint& endpoint) {
+  if (endpoint.addresses.size() == 1) return endpoint.addresses[0] + '\n';  // no copy, no sort
   std::vector<std::string> addresses = endpoint.addresses;
   std::sort(addresses.begin(), addresses.end());
   std::string key;
@@ -33,9 +35,18 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
   const bool config_changed = child_config != child_config_;
   child_config_ = child_config;
 
-  std::unordered_map<std::string, size_t> old_index;
-  old_index.reserve(keys_.size());
-  for (size_t i = 0; i < keys_.size(); ++i) old_index.emplace(keys_[i], i);
+  // Every key first, in storage that stays put while `index` views it.
+  std::vector<std::string> new_keys;
+  new_keys.reserve(endpoints.size());
+  for (const Endpoint& endpoint : endpoints) new_keys.push_back(EndpointKey(endpoint));
+  // One map answers both questions: which old child has this key, and did
+  // this update list it already (kTaken).
+  constexpr size_t kTaken = static_cast<size_t>(-1);
+  std::unordered_map<std::string_view, size_t> index_of;
+  index_of.reserve(keys_.size() + endpoints.size());
+  for (size_t i = 0; i < keys_.size(); ++i) index_of.emplace(keys_[i], i);
+  std::vector<size_t> kept;  // positions in `endpoints` that got a child
+  kept.reserve(endpoints.size());
 
   std::vector<Child> children;
   std::vector<std::unique_ptr<ChildBalancer>> balancers;
@@ -46,17 +57,16 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
   balancers.reserve(endpoints.size());
   keys.reserve(endpoints.size());
   slots.reserve(endpoints.size());
-  std::unordered_map<std::string, bool> seen;
-  seen.reserve(endpoints.size());
   grpc::Status result;
 
-  for (const Endpoint& endpoint : endpoints) {
-    std::string key = EndpointKey(endpoint);
-    if (!seen.emplace(key, true).second) continue;  // the same endpoint twice: one child
+  for (size_t e = 0; e < endpoints.size(); ++e) {
+    const Endpoint& endpoint = endpoints[e];
+    auto [it, inserted] = index_of.try_emplace(std::string_view(new_keys[e]), kTaken);
+    if (!inserted && it->second == kTaken) continue;  // the same endpoint twice: one child
     const size_t index = balancers.size();
-    auto old = old_index.find(key);
-    if (old != old_index.end()) {
-      const size_t from = old->second;
+    if (!inserted) {
+      const size_t from = it->second;
+      it->second = kTaken;
       const bool reordered = children_[from].endpoint != endpoint;
       children.push_back({endpoint, std::move(children_[from].state)});
       balancers.push_back(std::move(balancers_[from]));
@@ -78,8 +88,10 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
       slots.push_back(std::move(slot));
       to_update.push_back(index);
     }
-    keys.push_back(std::move(key));
+    kept.push_back(e);
   }
+  index_of.clear();  // views into new_keys and keys_: gone before they move
+  for (size_t e : kept) keys.push_back(std::move(new_keys[e]));
 
   // Install the new layout first, so children report into the right slots;
   // children left behind in the old vectors are destroyed with them.

@@ -41,6 +41,7 @@ class RoundRobin final : public Balancer {
  private:
   void UpdatePicker() {
     std::vector<std::shared_ptr<Picker>> ready;
+    ready.reserve(sharding_.children().size());
     for (const EndpointSharding::Child& child : sharding_.children()) {
       if (child.state.state == ConnectivityState::kReady) ready.push_back(child.state.picker);
     }

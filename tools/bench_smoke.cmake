@@ -1,0 +1,58 @@
+# ctest driver for lbkit-bench (tools/CMakeLists.txt).
+#   -DBENCH=<lbkit-bench> -DJSON=<file>  a tiny run; its JSON must hold every
+#                                        workload and every channel
+#   -DBENCH=<lbkit-bench> -DMODE=flags   bad flags fail with status 2 and a message
+cmake_minimum_required(VERSION 3.19)  # string(JSON)
+
+if(MODE STREQUAL "flags")
+  foreach(bad "--duration;soon" "--duration;0" "--threads;0" "--workloads;sync,nope"
+              "--channels;native" "--backends;1" "--rounds" "--bogus")
+    execute_process(COMMAND ${BENCH} ${bad} RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                    ERROR_VARIABLE err TIMEOUT 30)
+    if(NOT rc EQUAL 2 OR NOT err MATCHES "^lbkit-bench: .*--help")
+      message(FATAL_ERROR "lbkit-bench ${bad}: expected status 2 and a usage error, got ${rc}:\n${err}")
+    endif()
+    message(STATUS "lbkit-bench ${bad} -> ${err}")
+  endforeach()
+  execute_process(COMMAND ${BENCH} --help RESULT_VARIABLE rc OUTPUT_VARIABLE out TIMEOUT 30)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "usage: lbkit-bench")
+    message(FATAL_ERROR "lbkit-bench --help: status ${rc}:\n${out}")
+  endif()
+  return()
+endif()
+
+file(REMOVE ${JSON})
+execute_process(
+  COMMAND ${BENCH} --duration 50ms --warmup 20ms --rounds 1 --threads 1 --outstanding 4
+          --json ${JSON}
+  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 150)
+message(STATUS "${out}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "lbkit-bench exited with ${rc}\n${err}")
+endif()
+file(READ ${JSON} json)
+string(JSON n LENGTH "${json}" results)
+math(EXPR last "${n} - 1")
+foreach(workload sync async callback bidi)
+  set(found FALSE)
+  foreach(i RANGE ${last})
+    string(JSON name GET "${json}" results ${i} workload)
+    if(NOT name STREQUAL workload)
+      continue()
+    endif()
+    set(found TRUE)
+    foreach(channel lbkit_round_robin lbkit_custom_round_robin native_round_robin native_single)
+      foreach(field calls_per_sec p50_us p99_us cpu_us_per_call throughput_ratio p99_ratio cpu_ratio)
+        string(JSON value ERROR_VARIABLE error GET "${json}" results ${i} channels ${channel}
+               ${field})
+        if(error)
+          message(FATAL_ERROR "${JSON}: ${workload}/${channel} has no ${field}: ${error}")
+        endif()
+      endforeach()
+    endforeach()
+  endforeach()
+  if(NOT found)
+    message(FATAL_ERROR "${JSON}: no results for workload ${workload}")
+  endif()
+endforeach()
+message(STATUS "lbkit-bench JSON lists every workload and channel")

@@ -1,0 +1,490 @@
+// lbkit-pick-benchmark: the data plane's pick and the control plane's picker
+// rebuild, in isolation (Google Benchmark; GitHub issue 4).
+//
+//   BM_IdleSubchannelMemory/1000 (first, while the heap is fresh)
+//       Memory per idle endpoint: RSS and heap growth from creating 1,000 real
+//       (never connected) subchannels.
+//   BM_Pick/<policy>/<endpoints>/threads:<n>
+//       Picker::Pick() of a picker published by the real policy (round_robin,
+//       custom_round_robin, pick_first) with every endpoint READY. Read the CPU
+//       column: with threads:2 it is the CPU time of one pick on one thread.
+//   BM_SlotReadPick/round_robin/<endpoints>/threads:<n>
+//       What ClientConn::CreateCall does before gRPC: PickerSlot::Read (the
+//       channel's lock-free picker slot) plus Pick().
+//   BM_RoundRobinUpdate/{fresh,same}/10000
+//       UpdateResolverState with 10,000 endpoints until the new picker is
+//       published: into an empty balancer (all children READY as they are
+//       created), and again with the same list.
+//   BM_RoundRobinRebuildOnChildReady/10000
+//       One child of 10,000 comes back READY: build and publish the picker.
+//   BM_RoundRobinOneEndpointChanged/10000
+//       An update that replaces one endpoint out of 10,000; counters say how
+//       many of the other subchannels were shut down (must be 0).
+//
+// Balancers are driven synchronously, as unit tests do, with test subchannels
+// (no sockets); publishing goes through a real PickerSlot, as in the channel.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <lbkit/lbkit.h>
+
+#include "common/fake_helper.h"
+#include "core/picker_slot.h"
+#include "core/subchannel.h"
+#include "core/work_serializer.h"
+#include "custom_round_robin.h"
+#include "policies/round_robin.h"
+
+namespace {
+
+using lbkit::ConnectivityState;
+using lbkit::internal::PickerSlot;
+using lbkit::internal::SubchannelImpl;
+
+// "10.a.b.c:443" for i = a*65536 + b*256 + c. Only names: test subchannels
+// never connect.
+std::string Address(int i) {
+  return "10." + std::to_string((i >> 16) & 255) + "." + std::to_string((i >> 8) & 255) + "." +
+         std::to_string(i & 255) + ":443";
+}
+
+std::vector<lbkit::Endpoint> Endpoints(int n) {
+  std::vector<lbkit::Endpoint> endpoints;
+  endpoints.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) endpoints.push_back(lbkit::Endpoint{{Address(i)}});
+  return endpoints;
+}
+
+std::shared_ptr<const lbkit::BalancerConfig> ParseConfig(const std::string& policy,
+                                                         const nlohmann::json& json) {
+  std::shared_ptr<const lbkit::BalancerConfig> config;
+  grpc::Status status = lbkit::FindBalancer(policy)->ParseConfig(json, &config);
+  if (!status.ok()) {
+    std::fprintf(stderr, "config of %s: %s\n", policy.c_str(), status.error_message().c_str());
+    std::abort();
+  }
+  return config;
+}
+
+const lbkit::PickArgs& Args() {
+  static const std::multimap<std::string, std::string>* metadata =
+      new std::multimap<std::string, std::string>();
+  static const lbkit::PickArgs* args = [] {
+    auto* a = new lbkit::PickArgs();
+    a->method = "/grpc.examples.echo.Echo/UnaryEcho";
+    a->metadata = metadata;
+    return a;
+  }();
+  return *args;
+}
+
+// Like lbkit_test::FakeHelper, but fit for 10,000 endpoints: it keeps only the
+// current picker (in a real PickerSlot, published as the channel does) instead
+// of every state, and can hand out subchannels that are READY from the start,
+// so that a whole update settles in one picker build instead of one per child.
+class BenchHelper final : public lbkit::Helper {
+ public:
+  explicit BenchHelper(bool ready_on_create)
+      : ready_on_create_(ready_on_create), slot_(std::make_shared<lbkit::QueuePicker>()) {}
+
+  std::shared_ptr<lbkit::Subchannel> CreateSubchannel(
+      const std::string& address, lbkit::SubchannelStateListener listener) override {
+    auto subchannel = SubchannelImpl::CreateForTesting(address, std::move(listener));
+    // The policy has not stored it yet, so it ignores this report and then
+    // finds the subchannel READY when it looks.
+    if (ready_on_create_) subchannel->SetStateForTesting(ConnectivityState::kReady);
+    created.push_back(subchannel);
+    return subchannel;
+  }
+  void UpdateState(lbkit::BalancerState state) override {
+    state_ = state.state;
+    ++publishes;
+    std::shared_ptr<lbkit::Picker> previous = slot_.Publish(std::move(state.picker));
+    previous.reset();  // the old picker goes here, as in ClientConn::PublishState
+  }
+  void RequestReresolution() override {}
+  std::unique_ptr<lbkit::Timer> StartTimer(std::chrono::milliseconds,
+                                           std::function<void()>) override {
+    return std::make_unique<NeverTimer>();
+  }
+  void Post(std::function<void()>) override {}
+  const std::string& target() const override { return target_; }
+
+  ConnectivityState state() const { return state_; }
+  const std::shared_ptr<lbkit::Picker>& picker() const { return slot_.current(); }
+  PickerSlot& slot() { return slot_; }
+
+  std::vector<std::weak_ptr<SubchannelImpl>> created;
+  int publishes = 0;
+
+ private:
+  class NeverTimer final : public lbkit::Timer {};
+  bool ready_on_create_;
+  PickerSlot slot_;
+  ConnectivityState state_ = ConnectivityState::kIdle;
+  std::string target_ = "bench:///";
+};
+
+// Resident set size, from /proc/self/statm.
+int64_t RssBytes() {
+  std::ifstream statm("/proc/self/statm");
+  int64_t pages = 0;
+  int64_t resident = 0;
+  statm >> pages >> resident;
+  return resident * sysconf(_SC_PAGESIZE);
+}
+
+int64_t HeapBytes() {
+  struct mallinfo2 info = mallinfo2();
+  return static_cast<int64_t>(info.uordblks + info.hblkhd);
+}
+
+// Real subchannels (a grpc::Channel each, watched by lbkit's connectivity
+// watcher), created as a balancer would and never asked to connect: they stay
+// IDLE and open no socket.
+void BM_IdleSubchannelMemory(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  auto serializer = std::make_shared<lbkit::internal::WorkSerializer>("bench");
+  auto credentials = grpc::InsecureChannelCredentials();
+  grpc::ChannelArguments args;
+  auto create = [&](int port) {
+    return SubchannelImpl::Create("127.0.0.1:" + std::to_string(port), credentials, args,
+                                  serializer, [](ConnectivityState, const grpc::Status&) {});
+  };
+  // gRPC's own start-up (threads, pools) is not the subchannels' cost.
+  std::vector<std::shared_ptr<SubchannelImpl>> warm;
+  for (int i = 0; i < 32; ++i) warm.push_back(create(20000 + i));
+  std::vector<std::shared_ptr<SubchannelImpl>> subchannels;
+  subchannels.reserve(static_cast<size_t>(n));
+  for (auto _ : state) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    malloc_trim(0);  // freed memory back to the kernel: RSS then counts new pages only
+    const int64_t rss0 = RssBytes();
+    const int64_t heap0 = HeapBytes();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < n; ++i) subchannels.push_back(create(30000 + i));
+    const auto t1 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let watches settle
+    const int64_t rss1 = RssBytes();
+    const int64_t heap1 = HeapBytes();
+    state.counters["rss_bytes_per_subchannel"] = static_cast<double>(rss1 - rss0) / n;
+    state.counters["heap_bytes_per_subchannel"] = static_cast<double>(heap1 - heap0) / n;
+    state.counters["create_us_per_subchannel"] =
+        std::chrono::duration<double, std::micro>(t1 - t0).count() / n;
+  }
+  // All still IDLE (asked on the serializer, where state() lives).
+  std::promise<int> not_idle;
+  serializer->Run([&] {
+    int count = 0;
+    for (const auto& subchannel : subchannels) {
+      if (subchannel->state() != ConnectivityState::kIdle) ++count;
+    }
+    for (const auto& subchannel : subchannels) subchannel->Shutdown();
+    for (const auto& subchannel : warm) subchannel->Shutdown();
+    not_idle.set_value(count);
+  });
+  const int not_idle_count = not_idle.get_future().get();
+  state.counters["not_idle"] = not_idle_count;
+  if (not_idle_count != 0) state.SkipWithError("a subchannel left IDLE");
+  subchannels.clear();
+  warm.clear();
+  serializer->Shutdown();
+}
+// First, while the heap is fresh.
+BENCHMARK(BM_IdleSubchannelMemory)->Arg(1000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// A picker published by a real policy over `n` READY endpoints.
+struct PickFixture {
+  std::unique_ptr<lbkit::Helper> helper;
+  std::unique_ptr<lbkit::Balancer> balancer;
+  std::shared_ptr<lbkit::Picker> picker;
+  std::unique_ptr<PickerSlot> slot;  // holding `picker`, for BM_SlotReadPick
+};
+
+std::unique_ptr<PickFixture> BuildFixture(const std::string& policy, int n) {
+  auto fixture = std::make_unique<PickFixture>();
+  lbkit::BalancerUpdate update;
+  update.endpoints = Endpoints(n);
+  if (policy == "pick_first") {
+    // As the unit tests do: FakeHelper, then the first address connects.
+    auto helper = std::make_unique<lbkit_test::FakeHelper>();
+    fixture->balancer = lbkit::FindBalancer("pick_first")->Build(helper.get());
+    update.config = ParseConfig(policy, nlohmann::json::object());
+    fixture->balancer->UpdateResolverState(std::move(update));
+    helper->created.front()->SetStateForTesting(ConnectivityState::kReady);
+    if (helper->last().state != ConnectivityState::kReady) std::abort();
+    fixture->picker = helper->last().picker;
+    helper->states.clear();
+    fixture->helper = std::move(helper);
+  } else {
+    auto helper = std::make_unique<BenchHelper>(/*ready_on_create=*/true);
+    fixture->balancer = lbkit::FindBalancer(policy)->Build(helper.get());
+    update.config = policy == "custom_round_robin"
+                        ? ParseConfig(policy, nlohmann::json{{"chooseSecond", 3u}})
+                        : ParseConfig(policy, nlohmann::json::object());
+    fixture->balancer->UpdateResolverState(std::move(update));
+    if (helper->state() != ConnectivityState::kReady) std::abort();
+    fixture->picker = helper->picker();
+    fixture->helper = std::move(helper);
+  }
+  // Every pick completes; round_robin visits every endpoint once per cycle.
+  std::set<std::string> seen;
+  for (int i = 0; i < std::max(n, 6); ++i) {
+    lbkit::PickResult result = fixture->picker->Pick(Args());
+    if (result.kind() != lbkit::PickResult::Kind::kComplete || result.subchannel() == nullptr) {
+      std::abort();
+    }
+    seen.insert(result.subchannel()->address());
+  }
+  size_t expected = policy == "round_robin"  ? static_cast<size_t>(n)
+                    : policy == "pick_first" ? 1
+                                             : 2;
+  if (seen.size() != expected) {
+    std::fprintf(stderr, "%s over %d endpoints picked %zu distinct ones, expected %zu\n",
+                 policy.c_str(), n, seen.size(), expected);
+    std::abort();
+  }
+  fixture->slot = std::make_unique<PickerSlot>(fixture->picker);
+  return fixture;
+}
+
+// Fixtures are built once and shared by every thread of a benchmark.
+PickFixture& Fixture(const std::string& policy, int n) {
+  static std::mutex mu;
+  static auto* fixtures = new std::map<std::pair<std::string, int>, std::unique_ptr<PickFixture>>();
+  std::lock_guard<std::mutex> lock(mu);
+  std::unique_ptr<PickFixture>& fixture = (*fixtures)[{policy, n}];
+  if (fixture == nullptr) fixture = BuildFixture(policy, n);
+  return *fixture;
+}
+
+void BM_Pick(benchmark::State& state, const char* policy) {
+  const lbkit::Picker& picker = *Fixture(policy, static_cast<int>(state.range(0))).picker;
+  const lbkit::PickArgs& args = Args();
+  for (auto _ : state) {
+    lbkit::PickResult result = picker.Pick(args);
+    benchmark::DoNotOptimize(result.subchannel());
+  }
+}
+BENCHMARK_CAPTURE(BM_Pick, round_robin, "round_robin")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+BENCHMARK_CAPTURE(BM_Pick, custom_round_robin, "custom_round_robin")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+BENCHMARK_CAPTURE(BM_Pick, pick_first, "pick_first")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+
+void BM_SlotReadPick(benchmark::State& state, const char* policy) {
+  PickerSlot& slot = *Fixture(policy, static_cast<int>(state.range(0))).slot;
+  const lbkit::PickArgs& args = Args();
+  for (auto _ : state) {
+    PickerSlot::ReadGuard picker = slot.Read();
+    lbkit::PickResult result = picker->Pick(args);
+    benchmark::DoNotOptimize(result.subchannel());
+  }
+}
+BENCHMARK_CAPTURE(BM_SlotReadPick, round_robin, "round_robin")
+    ->Arg(2)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+
+constexpr int kLarge = 10000;
+
+// A round_robin balancer over `n` READY endpoints.
+struct RoundRobinUnderTest {
+  explicit RoundRobinUnderTest(bool ready_on_create = true)
+      : helper(ready_on_create),
+        balancer(lbkit::FindBalancer("round_robin")->Build(&helper)),
+        config(ParseConfig("round_robin", nlohmann::json::object())) {}
+  grpc::Status Update(std::vector<lbkit::Endpoint> endpoints) {
+    lbkit::BalancerUpdate update;
+    update.endpoints = std::move(endpoints);
+    update.config = config;
+    return balancer->UpdateResolverState(std::move(update));
+  }
+  BenchHelper helper;
+  std::unique_ptr<lbkit::Balancer> balancer;
+  std::shared_ptr<const lbkit::BalancerConfig> config;
+};
+
+void BM_RoundRobinUpdate_Fresh(benchmark::State& state) {
+  const std::vector<lbkit::Endpoint> endpoints = Endpoints(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto rr = std::make_unique<RoundRobinUnderTest>();
+    std::vector<lbkit::Endpoint> copy = endpoints;
+    state.ResumeTiming();
+    rr->Update(std::move(copy));
+    state.PauseTiming();
+    if (rr->helper.state() != ConnectivityState::kReady) state.SkipWithError("not READY");
+    state.counters["publishes"] = rr->helper.publishes;
+    rr.reset();
+    state.ResumeTiming();
+  }
+}
+BENCHMARK(BM_RoundRobinUpdate_Fresh)
+    ->Name("BM_RoundRobinUpdate/fresh")
+    ->Arg(kLarge)
+    ->Iterations(10)
+    ->Unit(benchmark::kMillisecond);
+
+void BM_RoundRobinUpdate_Same(benchmark::State& state) {
+  const std::vector<lbkit::Endpoint> endpoints = Endpoints(static_cast<int>(state.range(0)));
+  RoundRobinUnderTest rr;
+  rr.Update(endpoints);
+  const int before = rr.helper.publishes;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::vector<lbkit::Endpoint> copy = endpoints;
+    state.ResumeTiming();
+    rr.Update(std::move(copy));
+  }
+  state.counters["publishes_per_update"] =
+      static_cast<double>(rr.helper.publishes - before) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_RoundRobinUpdate_Same)
+    ->Name("BM_RoundRobinUpdate/same")
+    ->Arg(kLarge)
+    ->Unit(benchmark::kMillisecond);
+
+std::shared_ptr<SubchannelImpl> FindLive(const BenchHelper& helper, const std::string& address) {
+  for (auto it = helper.created.rbegin(); it != helper.created.rend(); ++it) {
+    std::shared_ptr<SubchannelImpl> subchannel = it->lock();
+    if (subchannel != nullptr && subchannel->address() == address && !subchannel->is_shutdown()) {
+      return subchannel;
+    }
+  }
+  return nullptr;
+}
+
+void BM_RoundRobinRebuildOnChildReady(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  RoundRobinUnderTest rr;
+  rr.Update(Endpoints(n));
+  std::shared_ptr<SubchannelImpl> flapping = FindLive(rr.helper, Address(n / 2));
+  if (flapping == nullptr) {
+    state.SkipWithError("no subchannel");
+    return;
+  }
+  int timed_publishes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    // Down (not timed): its pick_first goes IDLE, then CONNECTING; round_robin
+    // publishes pickers over the other n-1.
+    flapping->SetStateForTesting(ConnectivityState::kTransientFailure);
+    const int before = rr.helper.publishes;
+    state.ResumeTiming();
+    flapping->SetStateForTesting(ConnectivityState::kReady);  // picker over all n
+    state.PauseTiming();
+    timed_publishes += rr.helper.publishes - before;
+    if (rr.helper.state() != ConnectivityState::kReady) state.SkipWithError("not READY");
+    state.ResumeTiming();
+  }
+  state.counters["publishes_per_iteration"] =
+      static_cast<double>(timed_publishes) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_RoundRobinRebuildOnChildReady)->Arg(kLarge)->Unit(benchmark::kMicrosecond);
+
+void BM_RoundRobinOneEndpointChanged(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  const int changed = n / 2;
+  std::vector<lbkit::Endpoint> lists[2] = {Endpoints(n), Endpoints(n)};
+  lists[1][static_cast<size_t>(changed)] = lbkit::Endpoint{{"10.255.255.254:443"}};
+  RoundRobinUnderTest rr;
+  rr.Update(lists[0]);
+  int64_t others_shut_down = 0;
+  int64_t replaced_shut_down = 0;
+  int64_t timed_publishes = 0;
+  int64_t created = 0;
+  size_t which = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    which ^= 1;
+    const std::string removed = lists[which ^ 1][static_cast<size_t>(changed)].addresses[0];
+    // Every subchannel live before the update, as weak references (they must
+    // not be kept alive by this check).
+    std::vector<std::pair<std::weak_ptr<SubchannelImpl>, std::string>> live;
+    live.reserve(static_cast<size_t>(n));
+    for (const auto& weak : rr.helper.created) {
+      std::shared_ptr<SubchannelImpl> subchannel = weak.lock();
+      if (subchannel != nullptr && !subchannel->is_shutdown()) {
+        live.emplace_back(weak, subchannel->address());
+      }
+    }
+    const size_t created_before = rr.helper.created.size();
+    const int publishes_before = rr.helper.publishes;
+    std::vector<lbkit::Endpoint> copy = lists[which];
+    state.ResumeTiming();
+    rr.Update(std::move(copy));
+    state.PauseTiming();
+    timed_publishes += rr.helper.publishes - publishes_before;
+    created += static_cast<int64_t>(rr.helper.created.size() - created_before);
+    for (const auto& [weak, address] : live) {
+      std::shared_ptr<SubchannelImpl> subchannel = weak.lock();
+      if (subchannel != nullptr && !subchannel->is_shutdown()) continue;  // untouched
+      if (address == removed) {
+        ++replaced_shut_down;
+      } else {
+        ++others_shut_down;
+      }
+    }
+    if (rr.helper.state() != ConnectivityState::kReady) state.SkipWithError("not READY");
+    state.ResumeTiming();
+  }
+  const double iterations = static_cast<double>(state.iterations());
+  state.counters["others_shut_down"] = static_cast<double>(others_shut_down);
+  state.counters["replaced_shut_down_per_update"] =
+      static_cast<double>(replaced_shut_down) / iterations;
+  state.counters["subchannels_created_per_update"] = static_cast<double>(created) / iterations;
+  state.counters["publishes_per_update"] = static_cast<double>(timed_publishes) / iterations;
+  // The last picker still spans all n endpoints, the new one included.
+  std::set<std::string> seen;
+  const lbkit::Picker& picker = *rr.helper.picker();
+  for (int i = 0; i < n; ++i) {
+    lbkit::PickResult result = picker.Pick(Args());
+    if (result.subchannel() != nullptr) seen.insert(result.subchannel()->address());
+  }
+  state.counters["distinct_endpoints_picked"] = static_cast<double>(seen.size());
+  if (others_shut_down != 0) state.SkipWithError("an unchanged endpoint lost its subchannel");
+}
+BENCHMARK(BM_RoundRobinOneEndpointChanged)->Arg(kLarge)->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  customlb::RegisterCustomRoundRobin();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Reproduces docs/performance.md: builds Release in build-bench/, runs
+# lbkit-pick-benchmark and then lbkit-bench (about 5 minutes in all on 2
+# cores), and writes text and JSON results to build-bench/results/.
+#
+#   bash tools/run-benchmarks.sh                      # everything, defaults
+#   bash tools/run-benchmarks.sh --rounds 9           # extra flags go to lbkit-bench
+#   PICK_ARGS="--benchmark_filter=BM_Pick" bash tools/run-benchmarks.sh
+#
+# The machine should be otherwise idle: the numbers compare lbkit with gRPC's
+# own channel round by round, but a busy neighbour still widens the spread.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build-bench -j2 --target lbkit-bench lbkit-pick-benchmark >/dev/null
+
+out=build-bench/results
+mkdir -p "$out"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(uname -srm), $(nproc) CPU(s): $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "lbkit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
+} | tee "$out/environment.txt"
+
+echo "== lbkit-pick-benchmark -> $out/pick-benchmark.{txt,json}"
+# Three repetitions, medians shown (every repetition is in the JSON).
+# shellcheck disable=SC2086  # PICK_ARGS is a list of flags
+build-bench/tools/lbkit-pick-benchmark --benchmark_out="$out/pick-benchmark.json" \
+  --benchmark_out_format=json --benchmark_repetitions=3 --benchmark_display_aggregates_only=true \
+  ${PICK_ARGS:-} | tee "$out/pick-benchmark.txt" | grep -v -E '_(mean|stddev|cv) '
+
+echo "== lbkit-bench -> $out/lbkit-bench.{txt,json}"
+build-bench/tools/lbkit-bench --json "$out/lbkit-bench.json" "$@" | tee "$out/lbkit-bench.txt"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/environment.txt"
