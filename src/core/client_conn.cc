@@ -45,7 +45,9 @@ std::chrono::steady_clock::time_point SteadyDeadline(gpr_timespec deadline) {
   if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0) {
     return std::chrono::steady_clock::time_point::max();
   }
-  gpr_timespec remaining = gpr_time_sub(deadline, gpr_now(deadline.clock_type));
+  // Any clock, relative (GPR_TIMESPAN) included, as gRPC itself accepts.
+  deadline = gpr_convert_clock_type(deadline, GPR_CLOCK_MONOTONIC);
+  gpr_timespec remaining = gpr_time_sub(deadline, gpr_now(GPR_CLOCK_MONOTONIC));
   auto nanos = std::chrono::seconds(remaining.tv_sec) + std::chrono::nanoseconds(remaining.tv_nsec);
   return std::chrono::steady_clock::now() +
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(nanos);
@@ -236,6 +238,14 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
       return;
     }
     Trace(TraceFlag::kPolicy, target_, ": using policy ", parsed.policy_name);
+    if (top_ != nullptr) {
+      // The previous policy's picker may point into it: replace the picker
+      // before the policy goes. Calls wait for the new policy's first picker.
+      BalancerState switching;
+      switching.state = ConnectivityState::kConnecting;
+      switching.picker = std::make_shared<QueuePicker>();
+      PublishState(switching);
+    }
     top_ = std::move(child);  // the previous policy, if any, goes now
     top_name_ = parsed.policy_name;
   }
@@ -422,16 +432,31 @@ grpc::internal::Call ClientConn::QueuedCall(const grpc::internal::RpcMethod& met
       return CreateCall(method, context, cq);
     }
     waiters_.push_back(&waiter);
-    auto done = [&waiter] { return waiter.done; };
-    if (deadline == std::chrono::steady_clock::time_point::max()) {
-      waiter.cv.wait(lock, done);
-    } else if (!waiter.cv.wait_until(lock, deadline, done)) {
-      waiters_.remove(&waiter);
-      std::string why = "deadline exceeded while waiting for a connection (channel " +
-                        std::string(ToString(state_.load())) + ")";
+    // Wait in slices, so that a TryCancel() (which gRPC can only record,
+    // there being no call yet) ends the wait too.
+    constexpr auto kSlice = std::chrono::milliseconds(50);
+    while (!waiter.done) {
+      auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) {
+        waiters_.remove(&waiter);
+        std::string why = "deadline exceeded while waiting for a connection (channel " +
+                          std::string(ToString(state_.load())) + ")";
+        lock.unlock();
+        return FailedCall(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, why), method, context,
+                          cq);
+      }
+      auto until = deadline - now > kSlice ? now + kSlice : deadline;
+      if (waiter.cv.wait_until(lock, until, [&waiter] { return waiter.done; })) break;
       lock.unlock();
-      return FailedCall(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, why), method, context,
-                        cq);
+      bool cancelled = StubAdapter::IsCancelled(*context);
+      lock.lock();
+      if (cancelled && !waiter.done) {
+        waiters_.remove(&waiter);
+        lock.unlock();
+        return FailedCall(grpc::Status(grpc::StatusCode::CANCELLED,
+                                       "call cancelled while waiting for a connection"),
+                          method, context, cq);
+      }
     }
   }
   if (waiter.subchannel != nullptr) {
@@ -475,12 +500,13 @@ void ClientConn::Shutdown() {
 
 void ClientConn::ShutdownOnSerializer() {
   if (resolver_ != nullptr) resolver_->Shutdown();
-  top_.reset();
+  // Replace the picker first: it may point into the policy.
   BalancerState state;
   state.state = ConnectivityState::kShutdown;
   state.picker = std::make_shared<FailPicker>(ShutdownStatus());
   state.status = ShutdownStatus();
   PublishState(state);
+  top_.reset();
   resolver_.reset();
   listener_.reset();
 }

@@ -1,6 +1,7 @@
 #include "core/stub_adapter.h"
 
 #include <grpc/grpc.h>
+#include <grpcpp/impl/codegen/sync.h>
 #include <grpcpp/support/sync_stream.h>
 
 namespace lbkit {
@@ -29,6 +30,11 @@ class ClientReader<lbkit::internal::StubAdapterTag> {
   static const std::multimap<std::string, std::string>& SendMetadata(const ClientContext& context) {
     return context.send_initial_metadata_;
   }
+  // TryCancel() before the call exists only records the wish, under mu_.
+  static bool IsCancelled(ClientContext& context) {
+    internal::MutexLock lock(&context.mu_);
+    return context.call_canceled_;
+  }
 };
 
 }  // namespace grpc
@@ -52,6 +58,8 @@ grpc::CompletionQueue* StubAdapter::CallbackCQ(grpc::ChannelInterface* channel) 
 bool StubAdapter::WaitForReady(const grpc::ClientContext& context) {
   return Hooks::WaitForReady(context);
 }
+
+bool StubAdapter::IsCancelled(grpc::ClientContext& context) { return Hooks::IsCancelled(context); }
 
 const std::multimap<std::string, std::string>& StubAdapter::SendMetadata(
     const grpc::ClientContext& context) {

@@ -35,6 +35,8 @@ class StubAdapter {
   static grpc::CompletionQueue* CallbackCQ(grpc::ChannelInterface* channel);
   // Whether the call was marked wait-for-ready.
   static bool WaitForReady(const grpc::ClientContext& context);
+  // Whether ClientContext::TryCancel() ran before the call was created.
+  static bool IsCancelled(grpc::ClientContext& context);
   // The metadata the call will send.
   static const std::multimap<std::string, std::string>& SendMetadata(
       const grpc::ClientContext& context);

@@ -168,6 +168,7 @@ void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
     StopHealthWatch();
     health_ = -1;
     health_failures_ = 0;
+    health_unimplemented_ = false;  // A17: decided per connection
   }
   if (raw_state_ == ConnectivityState::kTransientFailure) {
     // Learn gRPC's reason before telling the policy, so that its failure

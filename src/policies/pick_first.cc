@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
+#include <mutex>
 #include <random>
 #include <string>
 #include <utility>
@@ -33,10 +35,41 @@ class SelectedPicker final : public Picker {
   std::shared_ptr<Subchannel> subchannel_;
 };
 
+// How an IDLE picker wakes its policy: the first pick posts one ExitIdle.
+// The picker may outlive the policy (a parent may still hold it), so the
+// policy disarms the token when it goes.
+class WakeToken {
+ public:
+  WakeToken(Helper* helper, std::function<void()> exit_idle)
+      : helper_(helper), exit_idle_(std::move(exit_idle)) {}
+  void Fire() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (helper_ == nullptr || fired_) return;
+    fired_ = true;
+    helper_->Post(exit_idle_);
+  }
+  void Rearm() {
+    std::lock_guard<std::mutex> lock(mu_);
+    fired_ = false;
+  }
+  void Disarm() {
+    std::lock_guard<std::mutex> lock(mu_);
+    helper_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  Helper* helper_;
+  std::function<void()> exit_idle_;
+  bool fired_ = false;
+};
+
 class PickFirst final : public Balancer {
  public:
-  explicit PickFirst(Helper* helper) : helper_(helper) {}
+  explicit PickFirst(Helper* helper)
+      : helper_(helper), wake_(std::make_shared<WakeToken>(helper, [this] { ExitIdle(); })) {}
   ~PickFirst() override {
+    wake_->Disarm();
     for (Entry& entry : list_) entry.subchannel->Shutdown();
   }
 
@@ -85,6 +118,7 @@ class PickFirst final : public Balancer {
   }
 
   void ExitIdle() override {
+    wake_->Rearm();
     if (state_ != ConnectivityState::kIdle || addresses_.empty()) return;
     RebuildList();
     StartPass();
@@ -139,20 +173,39 @@ class PickFirst final : public Balancer {
     selected_ = nullptr;
   }
 
-  // Starts a pass over the list from the first address.
+  // Starts a pass over the list from the first address. Subchannels already
+  // in TRANSIENT_FAILURE (retrying under backoff, or unhealthy) count as
+  // failed from the start: no event may come from them until they recover.
   void StartPass() {
     for (Entry& entry : list_) {
-      entry.failed = false;
       if (entry.subchannel->state() == ConnectivityState::kReady) {
         Select(entry.subchannel);
         return;
       }
     }
+    attempt_index_ = list_.size();
+    for (size_t i = 0; i < list_.size(); ++i) {
+      list_[i].failed = list_[i].subchannel->state() == ConnectivityState::kTransientFailure;
+      if (!list_[i].failed && attempt_index_ == list_.size()) attempt_index_ = i;
+    }
+    if (attempt_index_ == list_.size()) {
+      ReportAllFailed();
+      return;
+    }
     if (state_ != ConnectivityState::kTransientFailure) {
       Report(ConnectivityState::kConnecting, std::make_shared<QueuePicker>(), grpc::Status::OK);
     }
-    attempt_index_ = 0;
     Attempt();
+  }
+
+  void ReportAllFailed() {
+    if (state_ != ConnectivityState::kTransientFailure) helper_->RequestReresolution();
+    std::string names;
+    for (const std::string& address : addresses_) names += (names.empty() ? "" : ", ") + address;
+    grpc::Status failure(grpc::StatusCode::UNAVAILABLE,
+                         "pick_first: failed to connect to all addresses (" + names +
+                             "); last error: " + last_error_.error_message());
+    Report(ConnectivityState::kTransientFailure, std::make_shared<FailPicker>(failure), failure);
   }
 
   // Starts connecting list_[attempt_index_] and arms the timer for the next.
@@ -182,16 +235,14 @@ class PickFirst final : public Balancer {
                          const grpc::Status& status) {
     if (selected_ != nullptr && subchannel == selected_.get()) {
       if (state == ConnectivityState::kReady) return;
-      // The connection we used is gone: go IDLE until someone needs us. Its
-      // subchannel stays in list_, to be reused when we reconnect.
+      // The connection we used is gone (or unhealthy): go IDLE until someone
+      // needs us. Its subchannel stays in list_, to be reused when we
+      // reconnect.
+      if (!status.ok()) last_error_ = status;
       selected_ = nullptr;
       helper_->RequestReresolution();
-      auto wake = std::make_shared<std::atomic<bool>>(false);
-      Helper* helper = helper_;
-      Report(ConnectivityState::kIdle, std::make_shared<QueuePicker>([helper, wake, this] {
-               if (!wake->exchange(true)) helper->Post([this] { ExitIdle(); });
-             }),
-             grpc::Status::OK);
+      Report(ConnectivityState::kIdle,
+             std::make_shared<QueuePicker>([wake = wake_] { wake->Fire(); }), grpc::Status::OK);
       return;
     }
     auto it = std::find_if(list_.begin(), list_.end(), [subchannel](const Entry& e) {
@@ -207,18 +258,8 @@ class PickFirst final : public Balancer {
         last_error_ = status;
         it->failed = true;
         if (index == attempt_index_) NextAttempt();  // don't wait out the delay
-        bool all_failed =
-            std::all_of(list_.begin(), list_.end(), [](const Entry& e) { return e.failed; });
-        if (all_failed) {
-          if (state_ != ConnectivityState::kTransientFailure) helper_->RequestReresolution();
-          std::string names;
-          for (const std::string& address : addresses_)
-            names += (names.empty() ? "" : ", ") + address;
-          grpc::Status failure(grpc::StatusCode::UNAVAILABLE,
-                               "pick_first: failed to connect to all addresses (" + names +
-                                   "); last error: " + last_error_.error_message());
-          Report(ConnectivityState::kTransientFailure, std::make_shared<FailPicker>(failure),
-                 failure);
+        if (std::all_of(list_.begin(), list_.end(), [](const Entry& e) { return e.failed; })) {
+          ReportAllFailed();
         }
         return;
       }
@@ -254,6 +295,7 @@ class PickFirst final : public Balancer {
   }
 
   Helper* helper_;
+  std::shared_ptr<WakeToken> wake_;
   std::vector<std::string> addresses_;
   std::vector<Entry> list_;
   std::shared_ptr<Subchannel> selected_;

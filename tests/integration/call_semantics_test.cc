@@ -137,3 +137,64 @@ TEST(CallSemantics, ShutdownReleasesEverySubchannel) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(CallSemantics, TryCancelEndsAQueuedCall) {
+  auto resolver = lbkit::ManualResolver::Create();
+  auto channel = lbkit_test::ManualChannel(resolver);  // no state: calls queue
+  auto stub = Echo::NewStub(channel);
+  grpc::ClientContext context;  // no deadline, wait-for-ready: only a cancel ends it
+  context.set_wait_for_ready(true);
+  grpc::Status status;
+  std::thread caller([&] {
+    grpc::examples::echo::EchoRequest request;
+    grpc::examples::echo::EchoResponse response;
+    status = stub->UnaryEcho(&context, request, &response);
+  });
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel->Snapshot().queued_calls == 1; }));
+  context.TryCancel();
+  caller.join();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED) << status.error_message();
+  EXPECT_EQ(channel->Snapshot().queued_calls, 0u);
+}
+
+TEST(CallSemantics, ARelativeDeadlineOnAQueuedCallIsHonoured) {
+  auto resolver = lbkit::ManualResolver::Create();
+  auto channel = lbkit_test::ManualChannel(resolver);
+  auto stub = Echo::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(gpr_time_from_millis(200, GPR_TIMESPAN));  // relative, as gRPC allows
+  grpc::examples::echo::EchoRequest request;
+  grpc::examples::echo::EchoResponse response;
+  grpc::Status status = stub->UnaryEcho(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+}
+
+TEST(CallSemantics, APolicySwitchWhileIdleLeavesNoDanglingPicker) {
+  // pick_first goes IDLE (its picker wakes the policy on the next pick);
+  // the config then switches to round_robin, destroying pick_first. Calls
+  // made meanwhile must be served, not touch the old policy.
+  TestBackend backend;
+  auto resolver = lbkit::ManualResolver::Create();
+  std::vector<lbkit::Endpoint> endpoints = {lbkit::Endpoint{{backend.address()}}};
+  resolver->SetInitialState({endpoints, ""});
+  auto channel = lbkit_test::ManualChannel(resolver);
+  auto stub = Echo::NewStub(channel);
+  EXPECT_EQ(Echo(*stub, "m"), "m (from " + backend.address() + ")");
+  backend.Stop();
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel->GetState(false) == GRPC_CHANNEL_IDLE; }));
+  backend.Start();
+  std::atomic<bool> stop{false};
+  std::thread caller([&] {
+    while (!stop) Echo(*stub, "m", std::chrono::milliseconds(200));
+  });
+  resolver->UpdateState({endpoints, R"({"loadBalancingConfig":[{"round_robin":{}}]})"});
+  EXPECT_TRUE(lbkit_test::WaitFor(
+      [&] { return Echo(*stub, "m") == "m (from " + backend.address() + ")"; }));
+  stop = true;
+  caller.join();
+  EXPECT_EQ(channel->Snapshot().policy, "round_robin");
+}
+
+}  // namespace

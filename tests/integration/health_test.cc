@@ -98,3 +98,23 @@ TEST(HealthCheck, AMalformedHealthCheckConfigIsAConfigError) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(HealthCheck, PickFirstFailsFastWhileItsOnlyBackendIsUnhealthy) {
+  TestBackend backend;
+  auto channel = lbkit_test::StaticChannel({backend.address()}, HealthConfig("pick_first", ""));
+  auto stub = Echo::NewStub(channel);
+  EXPECT_EQ(Echo(*stub, "m"), "m (from " + backend.address() + ")");
+  backend.SetServing(false);
+  // Fail-fast calls fail with the health error instead of waiting.
+  EXPECT_TRUE(lbkit_test::WaitFor([&] {
+    return Echo(*stub, "m", std::chrono::seconds(5)).find("reports NOT_SERVING") !=
+           std::string::npos;
+  }));
+  backend.SetServing(true);
+  EXPECT_TRUE(lbkit_test::WaitFor(
+      [&] { return Echo(*stub, "m") == "m (from " + backend.address() + ")"; }));
+}
+
+}  // namespace

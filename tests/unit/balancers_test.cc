@@ -334,3 +334,40 @@ TEST(PickFirst, WithoutShuffleTheFirstAddressIsAlwaysTriedFirst) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(PickFirst, AnUnhealthySelectedSubchannelLeadsToTransientFailureNotAnEndlessConnect) {
+  // The selected subchannel reports TRANSIENT_FAILURE while its connection
+  // stays up (health checking: NOT_SERVING). pick_first goes IDLE; woken, it
+  // must see that its only address is failed and say so, not wait for an
+  // event that will not come.
+  FakeHelper helper;
+  auto pf = Build("pick_first", &helper);
+  pf->UpdateResolverState(Update({{"a:1"}}));
+  auto a = helper.Find("a:1");
+  a->SetStateForTesting(ConnectivityState::kReady);
+  a->SetStateForTesting(ConnectivityState::kTransientFailure,
+                        grpc::Status(grpc::StatusCode::UNAVAILABLE, "a is NOT_SERVING"));
+  EXPECT_EQ(helper.last().state, ConnectivityState::kIdle);
+  pf->ExitIdle();
+  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
+  EXPECT_NE(PickSequence(*helper.last().picker, 1)[0].find("a is NOT_SERVING"), std::string::npos);
+  a->SetStateForTesting(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last().state, ConnectivityState::kReady) << "and recovers";
+}
+
+TEST(PickFirst, TheIdlePickerIsHarmlessOnceThePolicyIsGone) {
+  FakeHelper helper;
+  auto pf = Build("pick_first", &helper);
+  pf->UpdateResolverState(Update({{"a:1"}}));
+  auto a = helper.Find("a:1");
+  a->SetStateForTesting(ConnectivityState::kReady);
+  a->SetStateForTesting(ConnectivityState::kIdle);
+  std::shared_ptr<lbkit::Picker> idle_picker = helper.last().picker;
+  pf.reset();
+  EXPECT_EQ(PickSequence(*idle_picker, 2), (std::vector<std::string>{"queue", "queue"}));
+  EXPECT_TRUE(helper.posted.empty()) << "no wake-up posted for a destroyed policy";
+}
+
+}  // namespace
