@@ -395,18 +395,26 @@ __attribute__((noinline)) void SyncWorker(Echo::Stub* stub, const EchoRequest* r
   }
 }
 
-RoundResult RunSync(Echo::Stub* stub, const EchoRequest& request, int threads,
-                    std::chrono::nanoseconds duration) {
+// Runs `worker` on `threads` threads, released together for one window, and
+// summarizes their samples. Sync unary and bidi differ only in the worker.
+template <typename Worker>
+RoundResult RunThreads(Worker worker, Echo::Stub* stub, const EchoRequest& request, int threads,
+                       std::chrono::nanoseconds duration) {
   Gate gate;
   std::vector<Samples> samples(static_cast<size_t>(threads));
   std::vector<std::thread> workers;
   for (int i = 0; i < threads; ++i) {
-    workers.emplace_back(SyncWorker, stub, &request, duration, &gate, &samples[i]);
+    workers.emplace_back(worker, stub, &request, duration, &gate, &samples[i]);
   }
   gate.AwaitArrivals(threads);
   gate.Open(duration);
   for (std::thread& t : workers) t.join();
   return Summarize(samples, duration);
+}
+
+RoundResult RunSync(Echo::Stub* stub, const EchoRequest& request, int threads,
+                    std::chrono::nanoseconds duration) {
+  return RunThreads(SyncWorker, stub, request, threads, duration);
 }
 
 // Async unary: `slots` calls in flight on one completion queue, each restarted
@@ -584,16 +592,7 @@ void BidiWorker(Echo::Stub* stub, const EchoRequest* request, std::chrono::nanos
 
 RoundResult RunBidi(Echo::Stub* stub, const EchoRequest& request, int threads,
                     std::chrono::nanoseconds duration) {
-  Gate gate;
-  std::vector<Samples> samples(static_cast<size_t>(threads));
-  std::vector<std::thread> workers;
-  for (int i = 0; i < threads; ++i) {
-    workers.emplace_back(BidiWorker, stub, &request, duration, &gate, &samples[i]);
-  }
-  gate.AwaitArrivals(threads);
-  gate.Open(duration);
-  for (std::thread& t : workers) t.join();
-  return Summarize(samples, duration);
+  return RunThreads(BidiWorker, stub, request, threads, duration);
 }
 
 // ---------------------------------------------------------------------------
