@@ -60,8 +60,13 @@ class Subchannel {
   Subchannel() = default;  // only lbkit creates subchannels
 };
 
-// Receives a subchannel's state changes, on the work serializer. `status`
-// explains TRANSIENT_FAILURE and is OK otherwise.
+// Receives a subchannel's state, on the work serializer, each time it
+// differs from the last one delivered. Promised: the latest state is always
+// delivered, in order; not promised: every intermediate state (gRPC reports
+// the state a connection is in when lbkit looks, so a fast IDLE -> CONNECTING
+// -> READY can arrive as IDLE -> READY). TRANSIENT_FAILURE may be delivered
+// twice in a row: first as soon as gRPC reports it, then again with gRPC's
+// detailed reason. `status` explains TRANSIENT_FAILURE and is OK otherwise.
 using SubchannelStateListener =
     std::function<void(ConnectivityState state, const grpc::Status& status)>;
 

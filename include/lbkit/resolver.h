@@ -97,7 +97,10 @@ class ManualResolver : public Resolver {
  public:
   static std::shared_ptr<ManualResolver> Create();
 
-  // Sets the state the channel sees when it starts. Thread-safe.
+  // Sets the state the channel sees when it starts. Called after the channel
+  // has started (channel creation starts it on the channel's own thread, so
+  // this can happen sooner than it looks), it is delivered as UpdateState
+  // would, rather than lost. Thread-safe.
   void SetInitialState(ResolverState state);
   // Reports a new state: to the channel if started, else as the initial state.
   // Thread-safe.

@@ -1,5 +1,6 @@
 #include "core/client_conn.h"
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <optional>
@@ -10,6 +11,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include "core/address.h"
 #include "core/lame_channel.h"
 #include "core/stub_adapter.h"
 #include "core/trace.h"
@@ -53,6 +55,13 @@ std::chrono::steady_clock::time_point SteadyDeadline(gpr_timespec deadline) {
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(nanos);
 }
 
+bool DeadlinePassed(gpr_timespec deadline) {
+  if (deadline.clock_type == GPR_TIMESPAN)
+    return gpr_time_cmp(deadline, gpr_time_0(GPR_TIMESPAN)) <= 0;
+  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0) return false;
+  return gpr_time_cmp(deadline, gpr_now(deadline.clock_type)) <= 0;
+}
+
 class SerializerTimer final : public Timer {
  public:
   SerializerTimer(std::shared_ptr<WorkSerializer> serializer, uint64_t id)
@@ -66,17 +75,6 @@ class SerializerTimer final : public Timer {
 
 }  // namespace
 
-// A call waiting for a picker that can place it.
-struct ClientConn::Waiter {
-  const PickArgs* args;
-  bool wait_for_ready;
-  std::condition_variable cv;
-  bool done = false;
-  std::shared_ptr<SubchannelImpl> subchannel;  // set: use it
-  CallDoneCallback on_done;
-  grpc::Status status;  // otherwise: fail with this
-};
-
 // The helper of the top balancer's ChildBalancer: where subchannels, timers
 // and posts meet the channel.
 class ClientConn::RootHelper final : public Helper {
@@ -85,9 +83,19 @@ class ClientConn::RootHelper final : public Helper {
 
   std::shared_ptr<Subchannel> CreateSubchannel(const std::string& address,
                                                SubchannelStateListener listener) override {
+    // After the policy has heard of a change (and perhaps published a new
+    // picker), queued calls are offered to the current picker again: a call
+    // that met a connection going down waits for that connection's next state
+    // even under a policy that publishes nothing new.
+    ClientConn* conn = conn_;
+    SubchannelStateListener relisten = [conn, listener = std::move(listener)](
+                                           ConnectivityState state, const grpc::Status& status) {
+      listener(state, status);
+      if (conn->current_picker_ != nullptr) conn->PickQueued(*conn->current_picker_);
+    };
     std::shared_ptr<SubchannelImpl> subchannel =
         SubchannelImpl::Create(address, conn_->credentials_, conn_->options_.channel_args,
-                               conn_->serializer_, std::move(listener));
+                               conn_->serializer_, std::move(relisten));
     if (subchannels_.size() >= 2 * live_hint_ + 16) {
       std::vector<std::weak_ptr<SubchannelImpl>> live;
       for (auto& weak : subchannels_) {
@@ -201,6 +209,18 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
   if (shutting_down_) return;
   Trace(TraceFlag::kResolver, target_, ": update with ", update.endpoints.size(), " endpoint(s)",
         update.service_config.empty() ? "" : " and a service config");
+  for (const Endpoint& endpoint : update.endpoints) {
+    for (const std::string& address : endpoint.addresses) {
+      grpc::Status status = CheckAddress(address);
+      if (!status.ok()) {
+        // The whole update is refused, as a resolver error: the last good
+        // endpoints stay, or with none the channel fails with the reason.
+        OnResolverError(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                     "resolver update refused: " + status.error_message()));
+        return;
+      }
+    }
+  }
   const std::string& json =
       update.service_config.empty() ? options_.default_service_config : update.service_config;
   ServiceConfig parsed;
@@ -275,27 +295,53 @@ void ClientConn::PublishState(const BalancerState& state) {
   std::shared_ptr<Picker> picker = state.picker;
   std::shared_ptr<Picker> previous = picker_slot_.Publish(picker);
   {
+    // From here on a call that read the old picker and finds the queue's
+    // generation changed picks again instead of queueing behind this pass.
     std::lock_guard<std::mutex> lock(queue_mu_);
     generation_.fetch_add(1, std::memory_order_acq_rel);
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      Waiter* waiter = *it;
-      PickResult result = picker->Pick(*waiter->args);
-      if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
-        waiter->subchannel = static_cast<SubchannelImpl*>(result.subchannel())->shared_from_this();
-        waiter->on_done = std::move(result.on_done());
-      } else if (result.kind() == PickResult::Kind::kFail && !waiter->wait_for_ready) {
-        waiter->status = result.status();
-      } else {
-        ++it;
-        continue;
-      }
-      waiter->done = true;
-      waiter->cv.notify_one();
-      it = waiters_.erase(it);
-    }
   }
+  current_picker_ = picker;
+  PickQueued(*picker);
   SetState(state.state, state.status);
   previous.reset();  // the old picker (and subchannels only it held) go here
+}
+
+void ClientConn::PickQueued(const Picker& picker) {
+  std::deque<std::shared_ptr<QueuedCall>> waiting;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    if (queue_.empty()) return;
+    waiting.swap(queue_);
+  }
+  // Outside the lock: a picker may take its own locks, and Snapshot() or a
+  // new call must never wait behind a pass over the queue.
+  std::deque<std::shared_ptr<QueuedCall>> still;
+  for (std::shared_ptr<QueuedCall>& call : waiting) {
+    if (call->settled()) continue;  // ended while queued (deadline, cancel)
+    PickResult result = picker.Pick(call->args());
+    if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
+      auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
+      if (subchannel->connected()) {
+        Trace(TraceFlag::kPick, call->args().method, " -> ", subchannel->address(),
+              " (was queued)");
+        call->Place(subchannel->shared_from_this(), std::move(result.on_done()));
+        continue;
+      }
+      // The picker is older than the connection's failure: wait for the next.
+      if (result.on_done()) {
+        result.on_done()(grpc::Status(grpc::StatusCode::UNAVAILABLE, "pick not used"));
+      }
+    } else if (result.kind() == PickResult::Kind::kFail && !call->wait_for_ready()) {
+      call->Fail(result.status());
+      continue;
+    }
+    still.push_back(std::move(call));
+  }
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  // Calls queued during the pass came later: they go behind.
+  for (auto& call : queue_) still.push_back(std::move(call));
+  queue_.swap(still);
+  purge_at_ = std::max<size_t>(64, 2 * queue_.size());
 }
 
 void ClientConn::SetState(ConnectivityState state, const grpc::Status& error) {
@@ -384,18 +430,28 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
     PickerSlot::ReadGuard picker = picker_slot_.Read();
     PickResult result = picker->Pick(args);
     switch (result.kind()) {
-      case PickResult::Kind::kComplete:
-        if (result.subchannel() != nullptr) {
+      case PickResult::Kind::kComplete: {
+        auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
+        if (subchannel == nullptr) {
+          failure.emplace(grpc::StatusCode::INTERNAL,
+                          "lbkit: picker completed a pick without a subchannel");
+          break;
+        }
+        if (subchannel->connected()) {
           if (TraceEnabled(TraceFlag::kPick)) {
-            Trace(TraceFlag::kPick, args.method, " -> ", result.subchannel()->address());
+            Trace(TraceFlag::kPick, args.method, " -> ", subchannel->address());
           }
           // The guard keeps the picker, and so the subchannel, alive here.
-          return static_cast<SubchannelImpl*>(result.subchannel())
-              ->CreateCall(method, method_info, context, cq, std::move(result.on_done()));
+          return subchannel->CreateCall(method, method_info, context, cq,
+                                        std::move(result.on_done()));
         }
-        failure.emplace(grpc::StatusCode::INTERNAL,
-                        "lbkit: picker completed a pick without a subchannel");
+        // gRPC has reported this connection gone, and the policy has not yet
+        // published a picker without it: queue for that picker.
+        if (result.on_done()) {
+          result.on_done()(grpc::Status(grpc::StatusCode::UNAVAILABLE, "pick not used"));
+        }
         break;
+      }
       case PickResult::Kind::kFail:
         if (!wait_for_ready) failure = result.status();
         break;
@@ -404,22 +460,18 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
     }
   }
   if (failure.has_value() && !failure->ok()) {
+    if (DeadlinePassed(context->raw_deadline())) return ExpiredCall(method, context, cq);
     Trace(TraceFlag::kPick, args.method, " failed: ", failure->error_message());
     return FailedCall(*failure, method, context, cq);
   }
-  Trace(TraceFlag::kPick, args.method, " queued");
-  return QueuedCall(method, method_info, context, cq, args, wait_for_ready, generation);
+  return QueueCall(method, context, cq, wait_for_ready, generation);
 }
 
-grpc::internal::Call ClientConn::QueuedCall(const grpc::internal::RpcMethod& method,
-                                            const MethodInfo* method_info,
-                                            grpc::ClientContext* context, grpc::CompletionQueue* cq,
-                                            const PickArgs& args, bool wait_for_ready,
-                                            uint64_t generation) {
-  const auto deadline = SteadyDeadline(context->raw_deadline());
-  Waiter waiter;
-  waiter.args = &args;
-  waiter.wait_for_ready = wait_for_ready;
+grpc::internal::Call ClientConn::QueueCall(const grpc::internal::RpcMethod& method,
+                                           grpc::ClientContext* context, grpc::CompletionQueue* cq,
+                                           bool wait_for_ready, uint64_t generation) {
+  if (DeadlinePassed(context->raw_deadline())) return ExpiredCall(method, context, cq);
+  auto call = std::make_shared<QueuedCall>(method, *context, wait_for_ready);
   {
     std::unique_lock<std::mutex> lock(queue_mu_);
     if (queue_closed_) {
@@ -431,40 +483,25 @@ grpc::internal::Call ClientConn::QueuedCall(const grpc::internal::RpcMethod& met
       lock.unlock();
       return CreateCall(method, context, cq);
     }
-    waiters_.push_back(&waiter);
-    // Wait in slices, so that a TryCancel() (which gRPC can only record,
-    // there being no call yet) ends the wait too.
-    constexpr auto kSlice = std::chrono::milliseconds(50);
-    while (!waiter.done) {
-      auto now = std::chrono::steady_clock::now();
-      if (now >= deadline) {
-        waiters_.remove(&waiter);
-        std::string why = "deadline exceeded while waiting for a connection (channel " +
-                          std::string(ToString(state_.load())) + ")";
-        lock.unlock();
-        return FailedCall(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, why), method, context,
-                          cq);
-      }
-      auto until = deadline - now > kSlice ? now + kSlice : deadline;
-      if (waiter.cv.wait_until(lock, until, [&waiter] { return waiter.done; })) break;
-      lock.unlock();
-      bool cancelled = StubAdapter::IsCancelled(*context);
-      lock.lock();
-      if (cancelled && !waiter.done) {
-        waiters_.remove(&waiter);
-        lock.unlock();
-        return FailedCall(grpc::Status(grpc::StatusCode::CANCELLED,
-                                       "call cancelled while waiting for a connection"),
-                          method, context, cq);
-      }
+    if (queue_.size() >= purge_at_) {
+      queue_.erase(std::remove_if(queue_.begin(), queue_.end(),
+                                  [](const auto& queued) { return queued->settled(); }),
+                   queue_.end());
+      purge_at_ = std::max<size_t>(64, 2 * queue_.size());
     }
+    queue_.push_back(call);
   }
-  if (waiter.subchannel != nullptr) {
-    Trace(TraceFlag::kPick, args.method, " -> ", waiter.subchannel->address(), " (was queued)");
-    return waiter.subchannel->CreateCall(method, method_info, context, cq,
-                                         std::move(waiter.on_done));
-  }
-  return FailedCall(waiter.status, method, context, cq);
+  Trace(TraceFlag::kPick, call->args().method, " queued");
+  return CreateRelayedCall(call, method, context, cq);
+}
+
+grpc::internal::Call ClientConn::ExpiredCall(const grpc::internal::RpcMethod& method,
+                                             grpc::ClientContext* context,
+                                             grpc::CompletionQueue* cq) {
+  return FailedCall(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                                 "deadline exceeded before the call was placed (channel " +
+                                     std::string(ToString(state_.load())) + ")"),
+                    method, context, cq);
 }
 
 grpc::internal::Call ClientConn::FailedCall(const grpc::Status& status,
@@ -479,16 +516,13 @@ grpc::internal::Call ClientConn::FailedCall(const grpc::Status& status,
 
 void ClientConn::Shutdown() {
   if (shutting_down_.exchange(true)) return;
+  std::deque<std::shared_ptr<QueuedCall>> queued;
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     queue_closed_ = true;
-    for (Waiter* waiter : waiters_) {
-      waiter->status = ShutdownStatus();
-      waiter->done = true;
-      waiter->cv.notify_one();
-    }
-    waiters_.clear();
+    queued.swap(queue_);
   }
+  for (const auto& call : queued) call->Fail(ShutdownStatus());
   // The serializer may be gone already if the channel is being destroyed
   // after a Shutdown; then there is nothing left to release.
   std::weak_ptr<ClientConn> weak = weak_from_this();
@@ -523,7 +557,8 @@ ChannelSnapshot ClientConn::Snapshot() {
     }
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
-      snapshot.queued_calls = waiters_.size();
+      snapshot.queued_calls = static_cast<size_t>(std::count_if(
+          queue_.begin(), queue_.end(), [](const auto& queued) { return !queued->settled(); }));
     }
     for (const auto& subchannel : root_helper_->Live()) {
       snapshot.subchannels.push_back({subchannel->address(), subchannel->state(),

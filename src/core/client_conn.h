@@ -7,7 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <list>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,6 +19,7 @@
 #include <grpcpp/impl/call.h>
 #include <grpcpp/impl/rpc_method.h>
 
+#include "core/call_relay.h"
 #include "core/picker_slot.h"
 #include "core/subchannel.h"
 #include "core/work_serializer.h"
@@ -55,7 +56,6 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
  private:
   class RootHelper;
   class Listener;
-  struct Waiter;
 
   // Serializer only.
   void OnResolverUpdate(ResolverState state);
@@ -67,10 +67,15 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   grpc::internal::Call FailedCall(const grpc::Status& status,
                                   const grpc::internal::RpcMethod& method,
                                   grpc::ClientContext* context, grpc::CompletionQueue* cq);
-  grpc::internal::Call QueuedCall(const grpc::internal::RpcMethod& method,
-                                  const MethodInfo* method_info, grpc::ClientContext* context,
-                                  grpc::CompletionQueue* cq, const PickArgs& args,
-                                  bool wait_for_ready, uint64_t generation);
+  // A call the current picker could not place: fails it if its deadline has
+  // passed, else queues it and hands the stub a relayed call (call_relay.h).
+  grpc::internal::Call QueueCall(const grpc::internal::RpcMethod& method,
+                                 grpc::ClientContext* context, grpc::CompletionQueue* cq,
+                                 bool wait_for_ready, uint64_t generation);
+  grpc::internal::Call ExpiredCall(const grpc::internal::RpcMethod& method,
+                                   grpc::ClientContext* context, grpc::CompletionQueue* cq);
+  // Serializer only: offers every queued call to `picker`, in arrival order.
+  void PickQueued(const Picker& picker);
   void SetState(ConnectivityState state, const grpc::Status& error);
   std::shared_ptr<grpc::Channel> NewSignalChannel();
 
@@ -95,11 +100,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   std::string health_check_service_;
   bool has_endpoints_ = false;
 
-  // Calls waiting for a picker that can place them, in arrival order.
+  // Calls waiting for a picker that can place them, in arrival order. The
+  // lock guards the list only: picks run outside it.
   mutable std::mutex queue_mu_;
-  std::list<Waiter*> waiters_;
+  std::deque<std::shared_ptr<internal::QueuedCall>> queue_;
+  size_t purge_at_ = 64;                 // drop settled calls when the queue grows past this
   std::atomic<uint64_t> generation_{0};  // bumped under queue_mu_ on each publish
   bool queue_closed_ = false;
+  std::shared_ptr<Picker> current_picker_;  // serializer only
 
   // The aggregate state, for GetState and the state-change waits.
   std::mutex state_mu_;

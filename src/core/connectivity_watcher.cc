@@ -1,69 +1,77 @@
 #include "core/connectivity_watcher.h"
 
-#include <pthread.h>
+#include <mutex>
+#include <unordered_set>
 
 #include <grpc/support/time.h>
 
+#include "core/io_loop.h"
+
 namespace lbkit {
 namespace internal {
+namespace {
 
-struct ConnectivityWatcher::Op {
-  std::weak_ptr<grpc::Channel> channel;
-  grpc_connectivity_state last_seen;
-  Callback on_change;
-};
+class WatchOp;
 
-ConnectivityWatcher& ConnectivityWatcher::Get() {
-  // Never destroyed: watches may be in flight until the process exits.
-  static ConnectivityWatcher* watcher = new ConnectivityWatcher();
-  return *watcher;
+// In-flight watches stay reachable from here, so leak checkers do not report
+// the ones still armed when the process exits.
+std::mutex& OpsMu() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+std::unordered_set<WatchOp*>& Ops() {
+  static auto* ops = new std::unordered_set<WatchOp*>();
+  return *ops;
 }
 
-ConnectivityWatcher::ConnectivityWatcher() {
-  thread_ = std::thread([this] { Loop(); });
-}
-
-void ConnectivityWatcher::Watch(const std::shared_ptr<grpc::Channel>& channel,
-                                grpc_connectivity_state last_seen, Callback on_change) {
-  Op* op = new Op{channel, last_seen, std::move(on_change)};
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ops_.insert(op);
+class WatchOp final : public IoLoop::Tag {
+ public:
+  WatchOp(const std::shared_ptr<grpc::Channel>& channel, grpc_connectivity_state last_seen,
+          ConnectivityWatcher::Callback on_change)
+      : channel_(channel), last_seen_(last_seen), on_change_(std::move(on_change)) {
+    std::lock_guard<std::mutex> lock(OpsMu());
+    Ops().insert(this);
   }
-  Arm(channel.get(), op);
-}
 
-void ConnectivityWatcher::Arm(grpc::Channel* channel, Op* op) {
-  // No deadline: the watch ends with a state change, and destroying the
-  // channel is one (to SHUTDOWN).
-  channel->NotifyOnStateChange(op->last_seen, gpr_inf_future(GPR_CLOCK_MONOTONIC), &cq_, op);
-}
+  void Arm(grpc::Channel* channel) {
+    // No deadline: the watch ends with a state change, and destroying the
+    // channel is one (to SHUTDOWN).
+    channel->NotifyOnStateChange(last_seen_, gpr_inf_future(GPR_CLOCK_MONOTONIC),
+                                 IoLoop::Get().cq(), this);
+  }
 
-void ConnectivityWatcher::Loop() {
-  pthread_setname_np(pthread_self(), "lbkit-watch");
-  void* tag;
-  bool ok;
-  while (cq_.Next(&tag, &ok)) {
-    Op* op = static_cast<Op*>(tag);
-    std::shared_ptr<grpc::Channel> channel = op->channel.lock();
+  void Complete(bool /*ok*/) override {
+    std::shared_ptr<grpc::Channel> channel = channel_.lock();
     bool keep = channel != nullptr;
     if (keep) {
       grpc_connectivity_state state = channel->GetState(false);
-      if (state != op->last_seen) {
-        op->last_seen = state;
-        keep = op->on_change(state) && state != GRPC_CHANNEL_SHUTDOWN;
+      if (state != last_seen_) {
+        last_seen_ = state;
+        keep = on_change_(state) && state != GRPC_CHANNEL_SHUTDOWN;
       }
     }
     if (keep) {
-      Arm(channel.get(), op);
-    } else {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        ops_.erase(op);
-      }
-      delete op;
+      Arm(channel.get());
+      return;
     }
+    {
+      std::lock_guard<std::mutex> lock(OpsMu());
+      Ops().erase(this);
+    }
+    delete this;
   }
+
+ private:
+  std::weak_ptr<grpc::Channel> channel_;
+  grpc_connectivity_state last_seen_;
+  ConnectivityWatcher::Callback on_change_;
+};
+
+}  // namespace
+
+void ConnectivityWatcher::Watch(const std::shared_ptr<grpc::Channel>& channel,
+                                grpc_connectivity_state last_seen, Callback on_change) {
+  (new WatchOp(channel, last_seen, std::move(on_change)))->Arm(channel.get());
 }
 
 }  // namespace internal

@@ -1,12 +1,12 @@
 #include "core/health_check.h"
 
 #include <chrono>
-#include <mutex>
 #include <vector>
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
-#include <grpcpp/support/client_callback.h>
+
+#include "core/io_loop.h"
 
 namespace lbkit {
 namespace internal {
@@ -39,48 +39,78 @@ bool ReadVarint(const std::string& bytes, size_t* pos, uint64_t* value) {
   return false;
 }
 
-class Watch final : public HealthWatch,
-                    public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+// One Health/Watch stream on lbkit's own completion queue: start, send the
+// request, read answers until the stream ends, then finish.
+class Watch final : public HealthWatch {
  public:
   Watch(StatusCallback on_status, DoneCallback on_done)
       : on_status_(std::move(on_status)), on_done_(std::move(on_done)) {}
 
   void Begin(std::shared_ptr<Watch> self, const std::shared_ptr<grpc::Channel>& channel,
              const std::string& service) {
-    self_ = std::move(self);  // released in OnDone
+    self_ = std::move(self);  // released once every operation has completed
     request_ = ToByteBuffer(EncodeHealthCheckRequest(service));
     grpc::GenericStub stub(channel);
-    stub.PrepareBidiStreamingCall(&context_, kWatchMethod, grpc::StubOptions(), this);
-    StartWriteLast(&request_, grpc::WriteOptions());
-    StartRead(&response_);
-    StartCall();
+    call_ = stub.PrepareCall(&context_, kWatchMethod, IoLoop::Get().cq());
+    pending_ = 1;
+    call_->StartCall(&start_tag_);
   }
 
   void Cancel() override { context_.TryCancel(); }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    ServingStatus status;
-    if (!DecodeHealthCheckResponse(FromByteBuffer(response_), &status)) {
-      status = ServingStatus::kUnknown;
+ private:
+  void OnStarted(bool ok) {
+    if (ok) {
+      pending_ += 2;
+      call_->WriteLast(request_, grpc::WriteOptions(), &write_tag_);
+      call_->Read(&response_, &read_tag_);
+    } else {
+      Finish();
     }
-    on_status_(status);
-    StartRead(&response_);
+    Release();
   }
-
-  void OnDone(const grpc::Status& status) override {
-    on_done_(status);
+  void OnWritten(bool /*ok*/) { Release(); }
+  void OnRead(bool ok) {
+    if (!ok) {
+      Finish();
+    } else {
+      ServingStatus status;
+      if (!DecodeHealthCheckResponse(FromByteBuffer(response_), &status)) {
+        status = ServingStatus::kUnknown;
+      }
+      on_status_(status);
+      ++pending_;
+      call_->Read(&response_, &read_tag_);
+    }
+    Release();
+  }
+  void Finish() {
+    ++pending_;
+    call_->Finish(&status_, &finish_tag_);
+  }
+  void OnFinished(bool /*ok*/) {
+    on_done_(status_);
     on_status_ = nullptr;
     on_done_ = nullptr;
-    self_.reset();  // may destroy this object: nothing after it
+    Release();
+  }
+  // All on the IoLoop thread, so pending_ needs no lock.
+  void Release() {
+    if (--pending_ == 0) self_.reset();  // may destroy this object: nothing after it
   }
 
- private:
   grpc::ClientContext context_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call_;
   grpc::ByteBuffer request_;
   grpc::ByteBuffer response_;
+  grpc::Status status_;
   StatusCallback on_status_;
   DoneCallback on_done_;
+  int pending_ = 0;
+  MethodTag<Watch> start_tag_{this, &Watch::OnStarted};
+  MethodTag<Watch> write_tag_{this, &Watch::OnWritten};
+  MethodTag<Watch> read_tag_{this, &Watch::OnRead};
+  MethodTag<Watch> finish_tag_{this, &Watch::OnFinished};
   std::shared_ptr<Watch> self_;
 };
 
@@ -157,13 +187,20 @@ void ProbeConnectionError(const std::shared_ptr<grpc::Channel>& channel,
     grpc::ClientContext context;
     grpc::ByteBuffer request = ToByteBuffer("");
     grpc::ByteBuffer response;
+    grpc::Status status;
+    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call;
   };
   auto probe = std::make_shared<Probe>();
   probe->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
   grpc::GenericStub stub(channel);
-  stub.UnaryCall(&probe->context, "/lbkit.internal.Probe/LastConnectionError", grpc::StubOptions(),
-                 &probe->request, &probe->response,
-                 [probe, done = std::move(done)](grpc::Status status) { done(status); });
+  probe->call = stub.PrepareUnaryCall(&probe->context, "/lbkit.internal.Probe/LastConnectionError",
+                                      probe->request, IoLoop::Get().cq());
+  probe->call->StartCall();
+  probe->call->Finish(&probe->response, &probe->status,
+                      new FunctionTag([probe, done = std::move(done)](bool /*ok*/) mutable {
+                        done(probe->status);
+                        probe->call.reset();
+                      }));
 }
 
 }  // namespace internal

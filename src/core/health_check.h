@@ -1,5 +1,6 @@
 // Client-side health checking (gRFC A17) and connection-error probing for
-// one subchannel's grpc::Channel, through gRPC's generic callback API.
+// one subchannel's grpc::Channel, through gRPC's generic async API on lbkit's
+// own completion queue (io_loop.h), never on gRPC's shared callback threads.
 //
 // The two grpc.health.v1 messages are encoded by hand (a string field out, an
 // enum field back) rather than compiled from health.proto: a library that
@@ -27,7 +28,7 @@ std::string EncodeHealthCheckRequest(const std::string& service);
 // The status field of a HealthCheckResponse; false if `bytes` is malformed.
 bool DecodeHealthCheckResponse(const std::string& bytes, ServingStatus* status);
 
-// One Health/Watch stream. Callbacks run on gRPC threads, never after
+// One Health/Watch stream. Callbacks run on the IoLoop thread, never after
 // on_done. Cancel() is thread-safe and idempotent.
 class HealthWatch {
  public:
@@ -42,7 +43,7 @@ class HealthWatch {
 };
 
 // Asks a channel in TRANSIENT_FAILURE why: a call on it fails at once with
-// gRPC's last connection error. `done` receives that error (on a gRPC thread).
+// gRPC's last connection error. `done` receives that error (on the IoLoop thread).
 void ProbeConnectionError(const std::shared_ptr<grpc::Channel>& channel,
                           std::function<void(const grpc::Status&)> done);
 

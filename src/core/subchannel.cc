@@ -116,16 +116,19 @@ std::shared_ptr<SubchannelImpl> SubchannelImpl::Create(
 
   std::weak_ptr<SubchannelImpl> weak = subchannel;
   std::weak_ptr<WorkSerializer> weak_serializer = subchannel->serializer_;
-  ConnectivityWatcher::Get().Watch(subchannel->channel_, GRPC_CHANNEL_IDLE,
-                                   [weak, weak_serializer](grpc_connectivity_state state) {
-                                     std::shared_ptr<WorkSerializer> serializer =
-                                         weak_serializer.lock();
-                                     if (serializer == nullptr || weak.expired()) return false;
-                                     return serializer->Run([weak, state] {
-                                       if (std::shared_ptr<SubchannelImpl> self = weak.lock())
-                                         self->OnConnectivityChange(state);
-                                     });
-                                   });
+  ConnectivityWatcher::Watch(subchannel->channel_, GRPC_CHANNEL_IDLE,
+                             [weak, weak_serializer](grpc_connectivity_state state) {
+                               std::shared_ptr<SubchannelImpl> self = weak.lock();
+                               std::shared_ptr<WorkSerializer> serializer = weak_serializer.lock();
+                               if (self == nullptr || serializer == nullptr) return false;
+                               // The pick path learns of the change now; the policy, a hop later.
+                               self->connected_.store(state == GRPC_CHANNEL_READY,
+                                                      std::memory_order_release);
+                               return serializer->Run([weak, state] {
+                                 if (std::shared_ptr<SubchannelImpl> self = weak.lock())
+                                   self->OnConnectivityChange(state);
+                               });
+                             });
   return subchannel;
 }
 
@@ -163,7 +166,6 @@ void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
   if (shutdown_) return;
   raw_state_ = FromGrpc(grpc_state);
   const uint64_t generation = ++raw_generation_;
-  probing_ = false;
   if (raw_state_ != ConnectivityState::kReady) {
     StopHealthWatch();
     health_ = -1;
@@ -171,9 +173,10 @@ void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
     health_unimplemented_ = false;  // A17: decided per connection
   }
   if (raw_state_ == ConnectivityState::kTransientFailure) {
-    // Learn gRPC's reason before telling the policy, so that its failure
-    // message can name it.
-    probing_ = true;
+    // The policy hears of the failure now; gRPC's reason, asked of it by a
+    // probe call, follows as a second TRANSIENT_FAILURE with the details.
+    connect_error_ =
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection to " + address_ + " failed");
     std::weak_ptr<SubchannelImpl> weak = weak_from_this();
     std::shared_ptr<WorkSerializer> serializer = serializer_;
     ProbeConnectionError(channel_, [weak, serializer, generation](const grpc::Status& status) {
@@ -183,9 +186,9 @@ void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
         std::string why = status.error_message();
         const std::string prefix = "failed to connect to all addresses; last error: ";
         if (why.rfind(prefix, 0) == 0) why = why.substr(prefix.size());
+        if (status.ok() || why.empty()) return;
         self->connect_error_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                             "connection to " + self->address_ + " failed: " + why);
-        self->probing_ = false;
         self->Update();
       });
     });
@@ -196,7 +199,7 @@ void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
 
 void SubchannelImpl::Update() {
   if (raw_state_ == ConnectivityState::kTransientFailure) {
-    if (!probing_) Deliver(ConnectivityState::kTransientFailure, connect_error_);
+    Deliver(ConnectivityState::kTransientFailure, connect_error_);
     return;
   }
   if (raw_state_ != ConnectivityState::kReady || !health_enabled_ || health_unimplemented_) {
@@ -329,13 +332,24 @@ void SubchannelImpl::OnHealthDone(uint64_t generation, const grpc::Status& statu
 }
 
 void SubchannelImpl::SetStateForTesting(ConnectivityState state, const grpc::Status& status) {
+  connected_.store(state == ConnectivityState::kReady, std::memory_order_release);
   Deliver(state, status);
 }
 
 void SubchannelImpl::Deliver(ConnectivityState state, const grpc::Status& status) {
-  if (shutdown_ || state == state_) return;
-  Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": ", ToString(state_), " -> ",
-        ToString(state), status.ok() ? "" : " (" + status.error_message() + ")");
+  if (shutdown_) return;
+  // The same state again only to tell a better reason for a failure.
+  if (state == state_ && (state != ConnectivityState::kTransientFailure ||
+                          status.error_message() == last_error_.error_message())) {
+    return;
+  }
+  if (state == state_) {
+    Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": ", ToString(state), " because ",
+          status.error_message());
+  } else {
+    Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": ", ToString(state_), " -> ",
+          ToString(state), status.ok() ? "" : " (" + status.error_message() + ")");
+  }
   state_ = state;
   if (!status.ok()) last_error_ = status;
   if (listener_) listener_(state, status);
@@ -372,6 +386,24 @@ grpc::internal::Call SubchannelImpl::CreateCall(const grpc::internal::RpcMethod&
   if (!on_done) return StubAdapter::CreateCall(channel_.get(), *to_use, context, cq);
   pending_done = &on_done;
   grpc::internal::Call call = StubAdapter::CreateCall(channel_.get(), *to_use, context, cq);
+  pending_done = nullptr;
+  return call;
+}
+
+}  // namespace internal
+}  // namespace lbkit
+
+namespace lbkit {
+namespace internal {
+
+std::unique_ptr<grpc::GenericClientAsyncReaderWriter> SubchannelImpl::StartGenericCall(
+    grpc::ClientContext* context, const std::string& method, grpc::CompletionQueue* cq,
+    CallDoneCallback on_done) {
+  calls_started_.fetch_add(1, std::memory_order_relaxed);
+  grpc::GenericStub stub(channel_);
+  pending_done = &on_done;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
+      stub.PrepareCall(context, method, cq);
   pending_done = nullptr;
   return call;
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include <grpcpp/channel.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
@@ -63,6 +64,25 @@ class SubchannelImpl final : public Subchannel,
                                   const MethodInfo* method_info, grpc::ClientContext* context,
                                   grpc::CompletionQueue* cq, CallDoneCallback on_done);
 
+  // Any thread: starts a generic (ByteBuffer) bidi call to `method` on this
+  // connection, with completions on `cq`, for lbkit's call relay. `on_done`,
+  // if set, receives the final status, as for CreateCall.
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> StartGenericCall(
+      grpc::ClientContext* context, const std::string& method, grpc::CompletionQueue* cq,
+      CallDoneCallback on_done);
+
+  // Any thread: whether gRPC last reported this connection READY. Set on the
+  // IoLoop thread the moment gRPC reports a change, before the policy hears
+  // of it, so that a picker published before the change cannot place a call
+  // on a connection lbkit already knows is gone.
+  // The connection's own state is read too: it changes a watcher hop before
+  // connected_, and a call let through in that hop would be stranded on the
+  // dead connection (as a wait-for-ready call) or fail (as a fail-fast one).
+  bool connected() const {
+    return connected_.load(std::memory_order_acquire) &&
+           (channel_ == nullptr || channel_->GetState(false) == GRPC_CHANNEL_READY);
+  }
+
   uint64_t calls_started() const { return calls_started_.load(std::memory_order_relaxed); }
   // Serializer only.
   const grpc::Status& last_error() const { return last_error_; }
@@ -101,11 +121,11 @@ class SubchannelImpl final : public Subchannel,
   grpc::Status last_error_;
 
   // The connection's own state, and why it last failed (asked of gRPC by a
-  // probe call; TRANSIENT_FAILURE is delivered once the probe answers).
+  // probe call, whose answer refines the first, generic reason).
   ConnectivityState raw_state_ = ConnectivityState::kIdle;
   uint64_t raw_generation_ = 0;
-  bool probing_ = false;
   grpc::Status connect_error_;
+  std::atomic<bool> connected_{false};
 
   // Health checking. health_ holds a ServingStatus; -1 while unknown.
   bool health_enabled_ = false;

@@ -8,11 +8,7 @@ std::shared_ptr<ManualResolver> ManualResolver::Create() {
   return std::shared_ptr<ManualResolver>(new ManualResolver());
 }
 
-void ManualResolver::SetInitialState(ResolverState state) {
-  std::lock_guard<std::mutex> lock(mu_);
-  initial_state_ = std::move(state);
-  has_initial_state_ = true;
-}
+void ManualResolver::SetInitialState(ResolverState state) { UpdateState(std::move(state)); }
 
 void ManualResolver::UpdateState(ResolverState state) {
   std::shared_ptr<ResolverListener> listener;

@@ -1,39 +1,13 @@
 #include "resolvers/static.h"
 
+#include "core/address.h"
+
 #include <cctype>
 #include <utility>
 
 namespace lbkit {
 namespace internal {
 namespace {
-
-grpc::Status CheckAddress(const std::string& address) {
-  auto bad = [&address](const std::string& why) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "bad address \"" + address + "\": " + why);
-  };
-  if (address.rfind("unix:", 0) == 0 || address.rfind("unix-abstract:", 0) == 0) {
-    return address.find(':') + 1 < address.size() ? grpc::Status::OK : bad("empty path");
-  }
-  size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return bad("no port (expected host:port)");
-  std::string host = address.substr(0, colon);
-  std::string port = address.substr(colon + 1);
-  if (host.empty()) return bad("empty host");
-  if (host.front() == '[' && host.back() != ']') return bad("unbalanced '[' in IPv6 host");
-  if (host.front() != '[' && host.find(':') != std::string::npos) {
-    return bad("IPv6 hosts must be in brackets, e.g. [::1]:50050");
-  }
-  if (port.empty() || port.size() > 5) return bad("port must be a number from 1 to 65535");
-  for (char c : port) {
-    if (!std::isdigit(static_cast<unsigned char>(c))) {
-      return bad("port must be a number from 1 to 65535");
-    }
-  }
-  int value = std::stoi(port);
-  if (value < 1 || value > 65535) return bad("port must be a number from 1 to 65535");
-  return grpc::Status::OK;
-}
 
 class StaticResolver final : public Resolver {
  public:

@@ -37,7 +37,9 @@ TEST(PickFirst, HappyEyeballsStartsTheNextAddressWhileTheFirstIsStillTrying) {
     return lines.size();
   };
   size_t first_connecting = find("subchannel " + blackhole.address(), "IDLE -> CONNECTING");
-  size_t second_connecting = find("subchannel " + backend.address(), "IDLE -> CONNECTING");
+  // The listener contract delivers the latest state, not every one: a fast
+  // connection may go IDLE -> READY with no CONNECTING traced between.
+  size_t second_connecting = find("subchannel " + backend.address(), "IDLE -> ");
   ASSERT_LT(first_connecting, lines.size());
   ASSERT_LT(second_connecting, lines.size());
   EXPECT_LT(first_connecting, second_connecting);

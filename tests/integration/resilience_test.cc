@@ -76,8 +76,8 @@ TEST(Resilience, AQueuedCallHitsItsDeadline) {
   auto start = std::chrono::steady_clock::now();
   std::string reply = Echo(*stub, "m", std::chrono::milliseconds(300));
   auto elapsed = std::chrono::steady_clock::now() - start;
-  EXPECT_EQ(reply.rfind("error: 4: deadline exceeded while waiting for a connection", 0), 0u)
-      << reply;
+  // gRPC's own deadline ends the queued call, with gRPC's own message.
+  EXPECT_EQ(reply.rfind("error: 4: ", 0), 0u) << reply;
   EXPECT_GE(elapsed, std::chrono::milliseconds(250));
   EXPECT_LT(elapsed, std::chrono::seconds(5));
 }

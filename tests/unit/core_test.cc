@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/test_backend.h"
+#include "core/address.h"
 #include "core/picker_slot.h"
 #include "core/trace.h"
 #include "core/work_serializer.h"
@@ -44,11 +45,30 @@ TEST(StaticAddressList, AcceptsHostsIpv6AndUnixAndRejectsTheRest) {
       lbkit::internal::ParseAddressList("localhost:50050, [::1]:1,unix:/tmp/s", &addresses).ok());
   EXPECT_EQ(addresses, (std::vector<std::string>{"localhost:50050", "[::1]:1", "unix:/tmp/s"}));
   for (const char* bad :
-       {"", "a:1,,b:2", "nohost", "host:", "host:x", "host:70000", ":80", "::1:80", "[::1:80"}) {
+       {"", "a:1,,b:2", "nohost", "host:", "host:x", "host:70000", ":80", "::1:80", "[::1:80",
+        "[]:1", "[zzz]:1", "[::1%]:1", "/127.0.0.1:80", "ho st:80", "unix:", "unix-abstract:"}) {
     grpc::Status status = lbkit::internal::ParseAddressList(bad, &addresses);
     EXPECT_FALSE(status.ok()) << bad;
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
   }
+}
+
+TEST(CheckAddress, NamesTheAddressAndTheReason) {
+  using lbkit::internal::CheckAddress;
+  for (const char* good : {"localhost:1", "127.0.0.1:65535", "[::1]:80", "[fe80::1%eth0]:80",
+                           "unix:/tmp/s", "unix:///tmp/s", "unix-abstract:lbkit", "a_b.c-d:9"}) {
+    EXPECT_TRUE(CheckAddress(good).ok()) << good << ": " << CheckAddress(good).error_message();
+  }
+  EXPECT_EQ(CheckAddress("[zzz]:1").error_message(),
+            "bad address \"[zzz]:1\": not an IPv6 address between the brackets");
+  std::string long_path = "unix:/" + std::string(200, 'p');
+  grpc::Status status = CheckAddress(long_path);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("longer than the system's limit of 107"), std::string::npos)
+      << status.error_message();
+  // A huge address is not copied whole into the message.
+  std::string huge(100000, 'h');
+  EXPECT_LT(CheckAddress(huge + ":1").error_message().size(), 400u);
 }
 
 TEST(WorkSerializer, RunsTasksInOrderOneAtATime) {

@@ -1,8 +1,9 @@
 // lbkit-echo-client: the seed example's client. A manual resolver gives one
 // endpoint per address of --addrs; the service config selects
 // custom_round_robin with chooseSecond; it sends --count UnaryEcho calls,
-// prints each reply, and checks from each call's peer that every
-// chooseSecond-th call went to the second server and the rest to the first.
+// prints each reply, and checks from the address each reply names (the
+// servers include it, as the seed example says) that every chooseSecond-th
+// call went to the second server and the rest to the first.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,10 +37,20 @@ constexpr char kUsage[] =
     "  --interval        pause between calls, in milliseconds (default 0)\n"
     "  --stats           print the channel's subchannels and their call counts at the end\n";
 
-// The port of "host:port" or of a gRPC peer such as "ipv4:127.0.0.1:50050".
+// The port of "host:port".
 std::string PortOf(const std::string& address) {
   size_t colon = address.rfind(':');
   return colon == std::string::npos ? "" : address.substr(colon + 1);
+}
+
+// The address a reply names: "... (from localhost:50050)" gives
+// "localhost:50050". Not the call's peer(): a call that had to wait for a
+// connection reaches its server through lbkit's in-process relay, and its
+// peer() names the relay (docs/queued-calls.md).
+std::string ServedBy(const std::string& reply) {
+  size_t from = reply.rfind("(from ");
+  if (from == std::string::npos || reply.back() != ')') return "";
+  return reply.substr(from + 6, reply.size() - from - 7);
 }
 
 const char* CodeName(grpc::StatusCode code) {
@@ -167,11 +178,11 @@ int main(int argc, char** argv) {
     }
     std::printf("%s\n", response.message().c_str());
     std::fflush(stdout);
-    std::string peer_port = PortOf(context.peer());
+    std::string served_port = PortOf(ServedBy(response.message()));
     size_t expected = (choose_second != 0 && n % choose_second == 0) ? 1 : 0;
-    if (custom && PortOf(addrs[expected]) != peer_port) ++mismatches;
+    if (custom && PortOf(addrs[expected]) != served_port) ++mismatches;
     for (const std::string& addr : addrs) {
-      if (PortOf(addr) == peer_port) ++served[addr];
+      if (PortOf(addr) == served_port) ++served[addr];
     }
   }
 

@@ -1,0 +1,378 @@
+#include "core/call_relay.h"
+
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <grpcpp/channel.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/server.h>
+#include <grpcpp/support/client_interceptor.h>
+
+#include "core/io_loop.h"
+#include "core/stub_adapter.h"
+
+namespace lbkit {
+namespace internal {
+namespace {
+
+// The relay's in-process calls are named "/lbkit-relay/<id>/<method>": the id
+// finds the QueuedCall, the method is only there to read well in traces.
+constexpr char kRelayPrefix[] = "/lbkit-relay/";
+
+std::atomic<uint64_t> next_id{1};
+
+// Calls created but not yet seen by the relay server, by id.
+std::mutex& RegistryMu() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+std::unordered_map<uint64_t, std::shared_ptr<QueuedCall>>& Registry() {
+  static auto* registry = new std::unordered_map<uint64_t, std::shared_ptr<QueuedCall>>();
+  return *registry;
+}
+
+std::shared_ptr<QueuedCall> TakeFromRegistry(uint64_t id) {
+  std::lock_guard<std::mutex> lock(RegistryMu());
+  auto it = Registry().find(id);
+  if (it == Registry().end()) return nullptr;
+  std::shared_ptr<QueuedCall> call = std::move(it->second);
+  Registry().erase(it);
+  return call;
+}
+
+std::shared_ptr<QueuedCall> FindInRegistry(uint64_t id) {
+  std::lock_guard<std::mutex> lock(RegistryMu());
+  auto it = Registry().find(id);
+  return it == Registry().end() ? nullptr : it->second;
+}
+
+uint64_t RelayId(const char* method) {
+  if (method == nullptr || std::strncmp(method, kRelayPrefix, sizeof(kRelayPrefix) - 1) != 0) {
+    return 0;
+  }
+  return std::strtoull(method + sizeof(kRelayPrefix) - 1, nullptr, 10);
+}
+
+// Watches each relayed call from the stub's side. A call cancelled (or past
+// its deadline) before it reached the relay server is never seen there, so
+// its end must be learnt here: from its status, or at the latest when the
+// call is destroyed.
+class EndWatcher final : public grpc::experimental::Interceptor {
+ public:
+  EndWatcher(uint64_t id, std::weak_ptr<QueuedCall> call) : id_(id), call_(std::move(call)) {}
+  ~EndWatcher() override { Ended(grpc::Status(grpc::StatusCode::CANCELLED, "call destroyed")); }
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_STATUS)) {
+      Ended(*methods->GetRecvStatus());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  void Ended(const grpc::Status& status) {
+    if (std::shared_ptr<QueuedCall> call = call_.lock()) {
+      call->Fail(status.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "call ended") : status);
+      TakeFromRegistry(id_);  // the relay server has seen it, or never will
+    }
+    call_.reset();
+  }
+  const uint64_t id_;
+  std::weak_ptr<QueuedCall> call_;
+};
+
+class EndWatcherFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    uint64_t id = RelayId(info->method());
+    std::shared_ptr<QueuedCall> call = FindInRegistry(id);
+    return call == nullptr ? nullptr : new EndWatcher(id, call);
+  }
+};
+
+const std::shared_ptr<grpc::Channel>& RelayChannel() {
+  static auto* channel = [] {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetMaxSendMessageSize(-1);
+    std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+    factories.push_back(std::make_unique<EndWatcherFactory>());
+    return new std::shared_ptr<grpc::Channel>(
+        IoLoop::Get().server()->experimental().InProcessChannelWithInterceptors(
+            args, std::move(factories)));
+  }();
+  return *channel;
+}
+
+// Metadata that gRPC itself writes on every call, and that a relay must not
+// copy from one call to the other.
+bool IsTransportMetadata(grpc::string_ref key) {
+  if (key.empty() || *key.begin() == ':') return true;
+  if (key.starts_with("grpc-")) return true;
+  return key == "content-type" || key == "te" || key == "user-agent";
+}
+
+std::string ToString(grpc::string_ref ref) { return std::string(ref.data(), ref.size()); }
+
+}  // namespace
+
+// One relayed call on the IoLoop thread: the server side of the stub's
+// in-process call, and once placed, the real call on the subchannel.
+class RelaySession final : public std::enable_shared_from_this<RelaySession> {
+ public:
+  // Asks the relay server for its next call.
+  static void Listen() {
+    auto session = std::make_shared<RelaySession>();
+    session->self_ = session;
+    session->pending_ = 2;  // the accept and the done notification
+    session->server_ctx_.AsyncNotifyWhenDone(&session->done_tag_);
+    IoLoop& loop = IoLoop::Get();
+    loop.generic_service()->RequestCall(&session->server_ctx_, &session->server_stream_, loop.cq(),
+                                        loop.cq(), &session->accept_tag_);
+  }
+
+  // The call has been placed or has ended (QueuedCall::Advance).
+  void Advance() {
+    if (started_ || finishing_) return;
+    int phase = call_->phase_.load(std::memory_order_acquire);
+    if (phase == QueuedCall::kEnded) {
+      FinishServer(call_->status_);
+    } else if (phase == QueuedCall::kPlaced) {
+      StartUpstream();
+    }
+  }
+
+ private:
+  void OnAccepted(bool ok) {
+    if (!ok) {  // the server is shutting down; it never does
+      Release();
+      return;
+    }
+    Listen();  // one call in, the next one awaited
+    const std::string& method = server_ctx_.method();
+    call_ = TakeFromRegistry(RelayId(method.c_str()));
+    if (call_ == nullptr) {
+      FinishServer(grpc::Status(grpc::StatusCode::INTERNAL, "lbkit relay: unknown call " + method));
+      Release();
+      return;
+    }
+    call_->session_ = shared_from_this();
+    Advance();
+    Release();
+  }
+
+  // The stub's call ended: finished by us, cancelled, or past its deadline.
+  void OnServerDone(bool /*ok*/) {
+    server_done_ = true;
+    if (server_ctx_.IsCancelled()) {
+      if (call_ != nullptr && !started_) {
+        call_->Fail(grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued"));
+      }
+      if (started_) upstream_ctx_.TryCancel();
+    }
+    Release();
+  }
+
+  void StartUpstream() {
+    started_ = true;
+    if (server_done_) {
+      // Ended between the pick and now: the pick's done-callback hears of it.
+      if (call_->on_done_) {
+        call_->on_done_(grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent"));
+        call_->on_done_ = nullptr;
+      }
+      return;
+    }
+    for (const auto& [key, value] : call_->metadata_) upstream_ctx_.AddMetadata(key, value);
+    upstream_ctx_.set_deadline(call_->deadline_);
+    upstream_ctx_.set_wait_for_ready(call_->wait_for_ready_);
+    if (call_->credentials_ != nullptr) upstream_ctx_.set_credentials(call_->credentials_);
+    upstream_ctx_.set_compression_algorithm(call_->compression_);
+    upstream_ = call_->subchannel_->StartGenericCall(
+        &upstream_ctx_, call_->method_, IoLoop::Get().cq(), std::move(call_->on_done_));
+    call_->on_done_ = nullptr;
+    pending_ += 2;
+    upstream_->StartCall(&upstream_start_tag_);
+    upstream_->ReadInitialMetadata(&upstream_metadata_tag_);
+  }
+
+  // Client to backend: read a message from the stub, write it upstream.
+  void OnUpstreamStarted(bool ok) {
+    if (ok) {
+      ++pending_;
+      server_stream_.Read(&in_, &in_read_tag_);
+    }
+    Release();
+  }
+  void OnClientMessage(bool ok) {
+    ++pending_;
+    if (ok) {
+      upstream_->Write(in_, &upstream_write_tag_);
+    } else {
+      writes_done_ = true;  // half-closed (or cancelled: then this fails too)
+      upstream_->WritesDone(&upstream_write_tag_);
+    }
+    Release();
+  }
+  void OnUpstreamWritten(bool ok) {
+    if (ok && !writes_done_) {
+      ++pending_;
+      server_stream_.Read(&in_, &in_read_tag_);
+    }
+    Release();
+  }
+
+  // Backend to client: headers, then messages, then the status.
+  void OnUpstreamMetadata(bool ok) {
+    ++pending_;
+    if (!ok) {
+      upstream_->Finish(&upstream_status_, &upstream_finish_tag_);
+    } else {
+      for (const auto& [key, value] : upstream_ctx_.GetServerInitialMetadata()) {
+        if (!IsTransportMetadata(key))
+          server_ctx_.AddInitialMetadata(ToString(key), ToString(value));
+      }
+      server_stream_.SendInitialMetadata(&out_write_tag_);
+    }
+    Release();
+  }
+  void OnClientWritten(bool /*ok*/) {
+    ++pending_;
+    upstream_->Read(&out_, &upstream_read_tag_);  // fails at once if the call is over
+    Release();
+  }
+  void OnUpstreamMessage(bool ok) {
+    ++pending_;
+    if (ok) {
+      server_stream_.Write(out_, &out_write_tag_);
+    } else {
+      upstream_->Finish(&upstream_status_, &upstream_finish_tag_);
+    }
+    Release();
+  }
+  void OnUpstreamFinished(bool /*ok*/) {
+    for (const auto& [key, value] : upstream_ctx_.GetServerTrailingMetadata()) {
+      if (!IsTransportMetadata(key))
+        server_ctx_.AddTrailingMetadata(ToString(key), ToString(value));
+    }
+    FinishServer(upstream_status_);
+    Release();
+  }
+
+  void FinishServer(const grpc::Status& status) {
+    if (finishing_) return;
+    finishing_ = true;
+    ++pending_;
+    server_stream_.Finish(status, &server_finish_tag_);
+  }
+  void OnServerFinished(bool /*ok*/) { Release(); }
+
+  // Every operation holds one count; the last to complete lets go.
+  void Release() {
+    if (--pending_ > 0) return;
+    if (call_ != nullptr) call_->session_ = nullptr;
+    self_.reset();  // may destroy this object: nothing after it
+  }
+
+  grpc::GenericServerContext server_ctx_;
+  grpc::GenericServerAsyncReaderWriter server_stream_{&server_ctx_};
+  grpc::ClientContext upstream_ctx_;
+  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> upstream_;
+  grpc::ByteBuffer in_;
+  grpc::ByteBuffer out_;
+  grpc::Status upstream_status_;
+  std::shared_ptr<QueuedCall> call_;
+  int pending_ = 0;
+  bool server_done_ = false;
+  bool started_ = false;
+  bool finishing_ = false;
+  bool writes_done_ = false;
+
+  MethodTag<RelaySession> accept_tag_{this, &RelaySession::OnAccepted};
+  MethodTag<RelaySession> done_tag_{this, &RelaySession::OnServerDone};
+  MethodTag<RelaySession> upstream_start_tag_{this, &RelaySession::OnUpstreamStarted};
+  MethodTag<RelaySession> in_read_tag_{this, &RelaySession::OnClientMessage};
+  MethodTag<RelaySession> upstream_write_tag_{this, &RelaySession::OnUpstreamWritten};
+  MethodTag<RelaySession> upstream_metadata_tag_{this, &RelaySession::OnUpstreamMetadata};
+  MethodTag<RelaySession> out_write_tag_{this, &RelaySession::OnClientWritten};
+  MethodTag<RelaySession> upstream_read_tag_{this, &RelaySession::OnUpstreamMessage};
+  MethodTag<RelaySession> upstream_finish_tag_{this, &RelaySession::OnUpstreamFinished};
+  MethodTag<RelaySession> server_finish_tag_{this, &RelaySession::OnServerFinished};
+  std::shared_ptr<RelaySession> self_;
+};
+
+QueuedCall::QueuedCall(const grpc::internal::RpcMethod& method, grpc::ClientContext& context,
+                       bool wait_for_ready)
+    : id_(next_id.fetch_add(1, std::memory_order_relaxed)),
+      method_(method.name()),
+      relay_path_(kRelayPrefix + std::to_string(id_) + method_),
+      metadata_(StubAdapter::SendMetadata(context)),
+      wait_for_ready_(wait_for_ready),
+      deadline_(context.raw_deadline()),
+      credentials_(context.credentials()),
+      compression_(context.compression_algorithm()) {
+  args_.method = method_;
+  args_.metadata = &metadata_;
+}
+
+QueuedCall::~QueuedCall() {
+  if (on_done_)
+    on_done_(grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent"));
+}
+
+bool QueuedCall::Place(std::shared_ptr<SubchannelImpl> subchannel, CallDoneCallback on_done) {
+  int expected = kWaiting;
+  // Claim the call first, so that nothing else reads what is written next.
+  if (!phase_.compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) {
+    if (on_done) on_done(grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued"));
+    return false;
+  }
+  subchannel_ = std::move(subchannel);
+  on_done_ = std::move(on_done);
+  phase_.store(kPlaced, std::memory_order_release);
+  IoLoop::Get().Post([self = shared_from_this()] { self->Advance(); });
+  return true;
+}
+
+bool QueuedCall::Fail(const grpc::Status& status) {
+  int expected = kWaiting;
+  if (!phase_.compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) return false;
+  status_ = status;
+  phase_.store(kEnded, std::memory_order_release);
+  IoLoop::Get().Post([self = shared_from_this()] { self->Advance(); });
+  return true;
+}
+
+void QueuedCall::Advance() {
+  if (session_ != nullptr) session_->Advance();
+}
+
+grpc::internal::Call CreateRelayedCall(const std::shared_ptr<QueuedCall>& queued,
+                                       const grpc::internal::RpcMethod& method,
+                                       grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+  static std::once_flag listening;
+  std::call_once(listening, [] {
+    IoLoop::Get().Post([] {
+      for (int i = 0; i < 4; ++i) RelaySession::Listen();
+    });
+  });
+  {
+    std::lock_guard<std::mutex> lock(RegistryMu());
+    Registry().emplace(queued->id_, queued);
+  }
+  grpc::internal::RpcMethod relay_method(queued->relay_path_.c_str(), method.suffix_for_stats(),
+                                         method.method_type());
+  grpc::internal::Call call =
+      StubAdapter::CreateCall(RelayChannel().get(), relay_method, context, cq);
+  return call;
+}
+
+}  // namespace internal
+}  // namespace lbkit

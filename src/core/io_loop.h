@@ -1,0 +1,93 @@
+// IoLoop: lbkit's own completion queue and the one thread that drains it.
+//
+// Why: gRPC's callback API runs completions on a small pool shared by every
+// callback call in the process. If lbkit's own work (health watches, the
+// connection-error probe, connectivity watching, relaying queued calls) ran
+// there, an application that blocks those threads would stall lbkit too, and
+// with it the calls the application is waiting for. Everything lbkit asks of
+// gRPC completes here instead, on a thread nobody else can block.
+//
+// The queue belongs to a port-less in-process grpc::Server, so that it can
+// also serve lbkit's call relay (call_relay.h).
+#ifndef LBKIT_SRC_CORE_IO_LOOP_H_
+#define LBKIT_SRC_CORE_IO_LOOP_H_
+
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include <grpcpp/completion_queue.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/server.h>
+
+namespace lbkit {
+namespace internal {
+
+class IoLoop {
+ public:
+  // What lbkit passes to gRPC as a completion-queue tag. Complete runs on the
+  // loop thread, once per operation the tag was handed to.
+  class Tag {
+   public:
+    virtual void Complete(bool ok) = 0;
+
+   protected:
+    ~Tag() = default;
+  };
+
+  // The process-wide loop, created on first use and never destroyed
+  // (operations may still be in flight when the process exits).
+  static IoLoop& Get();
+
+  // The queue to hand to gRPC, with IoLoop::Tag* tags only.
+  grpc::ServerCompletionQueue* cq() { return cq_.get(); }
+  // Runs `fn` on the loop thread, soon. Thread-safe.
+  void Post(std::function<void()> fn);
+  // True on the loop thread.
+  bool IsCurrent() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+  // The in-process server and its generic service, for the call relay.
+  grpc::Server* server() { return server_.get(); }
+  grpc::AsyncGenericService* generic_service() { return &generic_service_; }
+
+ private:
+  IoLoop();
+  void Loop();
+
+  grpc::AsyncGenericService generic_service_;
+  std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  std::unique_ptr<grpc::Server> server_;
+  std::thread thread_;
+};
+
+// A tag that runs a function; for one-off operations.
+class FunctionTag final : public IoLoop::Tag {
+ public:
+  explicit FunctionTag(std::function<void(bool)> fn) : fn_(std::move(fn)) {}
+  // Runs the function, then deletes this tag.
+  void Complete(bool ok) override {
+    fn_(ok);
+    delete this;
+  }
+
+ private:
+  std::function<void(bool)> fn_;
+};
+
+// A tag that calls a member function of an object that outlives it; for the
+// recurring operations of a long-lived object (one tag per kind of operation).
+template <typename T>
+class MethodTag final : public IoLoop::Tag {
+ public:
+  MethodTag(T* object, void (T::*method)(bool)) : object_(object), method_(method) {}
+  void Complete(bool ok) override { (object_->*method_)(ok); }
+
+ private:
+  T* object_;
+  void (T::*method_)(bool);
+};
+
+}  // namespace internal
+}  // namespace lbkit
+
+#endif  // LBKIT_SRC_CORE_IO_LOOP_H_

@@ -1,0 +1,721 @@
+// Calls that cannot be placed yet: every call style returns from its stub at
+// once (sync calls block, as they do on any channel, and wake on their own),
+// is placed when a picker can place it, and otherwise ends at its deadline,
+// on TryCancel or at Shutdown. The pick's done-callback runs once per placed
+// call, with the call's status.
+#include <grpcpp/client_context.h>
+#include <grpcpp/completion_queue.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/server_builder.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/test_backend.h"
+#include "lbkit/lbkit.h"
+
+namespace {
+
+using grpc::examples::echo::Echo;
+using grpc::examples::echo::EchoRequest;
+using grpc::examples::echo::EchoResponse;
+using lbkit_test::TestBackend;
+using Clock = std::chrono::steady_clock;
+
+// --- A policy whose picks carry a done-callback: pick_first, recording. ---
+
+struct DoneLog {
+  std::mutex mu;
+  std::vector<grpc::Status> statuses;
+
+  void Clear() {
+    std::lock_guard<std::mutex> lock(mu);
+    statuses.clear();
+  }
+  std::vector<grpc::Status> Get() {
+    std::lock_guard<std::mutex> lock(mu);
+    return statuses;
+  }
+};
+
+DoneLog& Log() {
+  static auto* log = new DoneLog();
+  return *log;
+}
+
+class DonePicker final : public lbkit::Picker {
+ public:
+  explicit DonePicker(std::shared_ptr<lbkit::Picker> inner) : inner_(std::move(inner)) {}
+  lbkit::PickResult Pick(const lbkit::PickArgs& args) const override {
+    lbkit::PickResult result = inner_->Pick(args);
+    if (result.kind() != lbkit::PickResult::Kind::kComplete) return result;
+    return lbkit::PickResult::Complete(result.subchannel(), [](const grpc::Status& status) {
+      std::lock_guard<std::mutex> lock(Log().mu);
+      Log().statuses.push_back(status);
+    });
+  }
+
+ private:
+  std::shared_ptr<lbkit::Picker> inner_;
+};
+
+class DoneBalancer final : public lbkit::Balancer {
+ public:
+  explicit DoneBalancer(lbkit::Helper* helper) : helper_(helper) {
+    grpc::Status status;
+    child_ = lbkit::ChildBalancer::Create(
+        helper, "pick_first",
+        [this](const lbkit::BalancerState& state) {
+          lbkit::BalancerState wrapped = state;
+          wrapped.picker = std::make_shared<DonePicker>(state.picker);
+          helper_->UpdateState(std::move(wrapped));
+        },
+        &status);
+  }
+  grpc::Status UpdateResolverState(lbkit::BalancerUpdate update) override {
+    update.config = nullptr;
+    return child_->UpdateResolverState(std::move(update));
+  }
+  void ResolverError(const grpc::Status& status) override { child_->ResolverError(status); }
+
+ private:
+  lbkit::Helper* helper_;
+  std::unique_ptr<lbkit::ChildBalancer> child_;
+};
+
+class DoneBuilder final : public lbkit::BalancerBuilder {
+ public:
+  std::string name() const override { return "done_recording_pick_first"; }
+  grpc::Status ParseConfig(const nlohmann::json&,
+                           std::shared_ptr<const lbkit::BalancerConfig>* config) const override {
+    *config = std::make_shared<lbkit::BalancerConfig>();
+    return grpc::Status::OK;
+  }
+  std::unique_ptr<lbkit::Balancer> Build(lbkit::Helper* helper) const override {
+    return std::make_unique<DoneBalancer>(helper);
+  }
+};
+
+constexpr char kDoneConfig[] = R"({"loadBalancingConfig":[{"done_recording_pick_first":{}}]})";
+
+// --- Every call style, started the same way. ---
+
+enum class Style {
+  kSyncUnary,
+  kAsyncUnary,
+  kCallbackUnary,
+  kSyncServerStreaming,
+  kSyncClientStreaming,
+  kSyncBidi,
+  kAsyncBidi,
+  kCallbackBidi,
+  kGenericCallbackUnary,
+  kGenericAsyncBidi,
+};
+
+const char* Name(Style style) {
+  switch (style) {
+    case Style::kSyncUnary:
+      return "SyncUnary";
+    case Style::kAsyncUnary:
+      return "AsyncUnary";
+    case Style::kCallbackUnary:
+      return "CallbackUnary";
+    case Style::kSyncServerStreaming:
+      return "SyncServerStreaming";
+    case Style::kSyncClientStreaming:
+      return "SyncClientStreaming";
+    case Style::kSyncBidi:
+      return "SyncBidi";
+    case Style::kAsyncBidi:
+      return "AsyncBidi";
+    case Style::kCallbackBidi:
+      return "CallbackBidi";
+    case Style::kGenericCallbackUnary:
+      return "GenericCallbackUnary";
+    case Style::kGenericAsyncBidi:
+      return "GenericAsyncBidi";
+  }
+  return "?";
+}
+
+bool IsSync(Style style) {
+  return style == Style::kSyncUnary || style == Style::kSyncServerStreaming ||
+         style == Style::kSyncClientStreaming || style == Style::kSyncBidi;
+}
+
+struct Outcome {
+  grpc::Status status;
+  std::string reply;
+};
+using Done = std::function<void(const grpc::Status&, const std::string&)>;
+
+// Completion-queue tags are heap functions, run by one driver thread.
+using TagFn = std::function<void(bool)>;
+void* Tag(TagFn fn) { return new TagFn(std::move(fn)); }
+
+class CqDriver {
+ public:
+  CqDriver()
+      : thread_([this] {
+          void* tag;
+          bool ok;
+          while (cq_.Next(&tag, &ok)) {
+            auto* fn = static_cast<TagFn*>(tag);
+            (*fn)(ok);
+            delete fn;
+          }
+        }) {}
+  ~CqDriver() {
+    cq_.Shutdown();
+    thread_.join();
+  }
+  grpc::CompletionQueue* cq() { return &cq_; }
+
+ private:
+  grpc::CompletionQueue cq_;
+  std::thread thread_;
+};
+
+grpc::ByteBuffer Serialize(const EchoRequest& request) {
+  std::string bytes = request.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string ParseReply(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (buffer.Dump(&slices).ok()) {
+    for (const auto& slice : slices)
+      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  EchoResponse response;
+  response.ParseFromString(bytes);
+  return response.message();
+}
+
+class CallbackBidi final : public grpc::ClientBidiReactor<EchoRequest, EchoResponse> {
+ public:
+  CallbackBidi(Echo::Stub* stub, grpc::ClientContext* context, Done done) : done_(std::move(done)) {
+    request_.set_message("m");
+    stub->async()->BidirectionalStreamingEcho(context, this);
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&response_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (ok) reply_ = response_.message();
+  }
+  void OnDone(const grpc::Status& status) override {
+    done_(status, reply_);
+    delete this;
+  }
+
+ private:
+  EchoRequest request_;
+  EchoResponse response_;
+  std::string reply_;
+  Done done_;
+};
+
+// Starts one call of `style` on `channel` and returns once the stub has
+// returned; `done` runs when the call has ended. Sync calls run on a thread of
+// their own (joined by the caller through `threads`).
+void StartCall(Style style, const std::shared_ptr<grpc::ChannelInterface>& channel,
+               grpc::ClientContext* context, CqDriver* driver, std::vector<std::thread>* threads,
+               Done done) {
+  auto stub = std::shared_ptr<Echo::Stub>(Echo::NewStub(channel));
+  EchoRequest request;
+  request.set_message("m");
+  switch (style) {
+    case Style::kSyncUnary:
+      threads->emplace_back([=] {
+        EchoResponse response;
+        grpc::Status status = stub->UnaryEcho(context, request, &response);
+        done(status, response.message());
+      });
+      return;
+    case Style::kSyncServerStreaming:
+      threads->emplace_back([=] {
+        EchoResponse response;
+        std::string last;
+        auto reader = stub->ServerStreamingEcho(context, request);
+        while (reader->Read(&response)) last = response.message();
+        grpc::Status status = reader->Finish();
+        done(status, last);
+      });
+      return;
+    case Style::kSyncClientStreaming:
+      threads->emplace_back([=] {
+        EchoResponse response;
+        auto writer = stub->ClientStreamingEcho(context, &response);
+        writer->Write(request);
+        writer->WritesDone();
+        grpc::Status status = writer->Finish();
+        done(status, response.message());
+      });
+      return;
+    case Style::kSyncBidi:
+      threads->emplace_back([=] {
+        EchoResponse response;
+        std::string last;
+        auto stream = stub->BidirectionalStreamingEcho(context);
+        stream->Write(request);
+        stream->WritesDone();
+        while (stream->Read(&response)) last = response.message();
+        grpc::Status status = stream->Finish();
+        done(status, last);
+      });
+      return;
+    case Style::kAsyncUnary: {
+      struct State {
+        EchoResponse response;
+        grpc::Status status;
+        std::unique_ptr<grpc::ClientAsyncResponseReader<EchoResponse>> rpc;
+      };
+      auto state = std::make_shared<State>();
+      state->rpc = stub->AsyncUnaryEcho(context, request, driver->cq());
+      state->rpc->Finish(&state->response, &state->status, Tag([state, done](bool) {
+        done(state->status, state->response.message());
+      }));
+      return;
+    }
+    case Style::kCallbackUnary: {
+      auto response = std::make_shared<EchoResponse>();
+      auto req = std::make_shared<EchoRequest>(request);
+      stub->async()->UnaryEcho(
+          context, req.get(), response.get(),
+          [stub, req, response, done](grpc::Status status) { done(status, response->message()); });
+      return;
+    }
+    case Style::kAsyncBidi: {
+      struct State {
+        EchoRequest request;
+        EchoResponse response;
+        std::string reply;
+        grpc::Status status;
+        std::unique_ptr<grpc::ClientAsyncReaderWriter<EchoRequest, EchoResponse>> stream;
+      };
+      auto state = std::make_shared<State>();
+      state->request = request;
+      state->stream = stub->PrepareAsyncBidirectionalStreamingEcho(context, driver->cq());
+      auto finish = [state, done] {
+        state->stream->Finish(&state->status,
+                              Tag([state, done](bool) { done(state->status, state->reply); }));
+      };
+      state->stream->StartCall(Tag([state, finish](bool) {
+        state->stream->Write(state->request, Tag([state, finish](bool) {
+                               state->stream->WritesDone(Tag([state, finish](bool) {
+                                 state->stream->Read(&state->response,
+                                                     Tag([state, finish](bool ok) {
+                                                       if (ok)
+                                                         state->reply = state->response.message();
+                                                       finish();
+                                                     }));
+                               }));
+                             }));
+      }));
+      return;
+    }
+    case Style::kCallbackBidi:
+      new CallbackBidi(stub.get(), context,
+                       [stub, done](const grpc::Status& status, const std::string& reply) {
+                         done(status, reply);
+                       });
+      return;
+    case Style::kGenericCallbackUnary: {
+      auto generic = std::make_shared<grpc::GenericStub>(channel);
+      auto buffers = std::make_shared<std::pair<grpc::ByteBuffer, grpc::ByteBuffer>>();
+      buffers->first = Serialize(request);
+      generic->UnaryCall(context, "/grpc.examples.echo.Echo/UnaryEcho", grpc::StubOptions(),
+                         &buffers->first, &buffers->second,
+                         [generic, buffers, done](grpc::Status status) {
+                           done(status, status.ok() ? ParseReply(buffers->second) : "");
+                         });
+      return;
+    }
+    case Style::kGenericAsyncBidi: {
+      struct State {
+        grpc::ByteBuffer request;
+        grpc::ByteBuffer response;
+        std::string reply;
+        grpc::Status status;
+        std::unique_ptr<grpc::GenericClientAsyncReaderWriter> stream;
+      };
+      auto state = std::make_shared<State>();
+      state->request = Serialize(request);
+      grpc::GenericStub generic(channel);
+      state->stream =
+          generic.PrepareCall(context, "/grpc.examples.echo.Echo/UnaryEcho", driver->cq());
+      state->stream->StartCall(Tag([state, done](bool) {
+        state->stream->WriteLast(
+            state->request, grpc::WriteOptions(), Tag([state, done](bool) {
+              state->stream->Read(&state->response, Tag([state, done](bool ok) {
+                if (ok) state->reply = ParseReply(state->response);
+                state->stream->Finish(&state->status, Tag([state, done](bool) {
+                  done(state->status, state->reply);
+                }));
+              }));
+            }));
+      }));
+      return;
+    }
+  }
+}
+
+// One call of a style, with its outcome as a future and the time its stub
+// took to return.
+class OneCall {
+ public:
+  OneCall(Style style, const std::shared_ptr<grpc::ChannelInterface>& channel,
+          std::chrono::milliseconds timeout, bool wait_for_ready = true) {
+    if (timeout.count() > 0) context_.set_deadline(std::chrono::system_clock::now() + timeout);
+    context_.set_wait_for_ready(wait_for_ready);
+    auto promise = std::make_shared<std::promise<Outcome>>();
+    outcome_ = promise->get_future();
+    Clock::time_point start = Clock::now();
+    StartCall(style, channel, &context_, &driver_, &threads_,
+              [promise](const grpc::Status& status, const std::string& reply) {
+                promise->set_value({status, reply});
+              });
+    in_stub_ = Clock::now() - start;
+  }
+  ~OneCall() {
+    for (auto& thread : threads_) thread.join();
+  }
+  grpc::ClientContext& context() { return context_; }
+  Clock::duration in_stub() const { return in_stub_; }
+  // The outcome, or a failure if it does not come within `timeout`.
+  Outcome Wait(std::chrono::seconds timeout = std::chrono::seconds(20)) {
+    if (outcome_.wait_for(timeout) != std::future_status::ready) {
+      ADD_FAILURE() << "the call did not end";
+      context_.TryCancel();
+    }
+    return outcome_.get();
+  }
+
+ private:
+  CqDriver driver_;  // outlives the call's tags: declared before the context
+  grpc::ClientContext context_;
+  std::vector<std::thread> threads_;
+  std::future<Outcome> outcome_;
+  Clock::duration in_stub_{};
+};
+
+class QueuedCallsTest : public ::testing::TestWithParam<Style> {
+ protected:
+  void SetUp() override {
+    static bool registered = [] {
+      lbkit::RegisterBalancer(std::make_shared<DoneBuilder>());
+      return true;
+    }();
+    (void)registered;
+    Log().Clear();
+    resolver_ = lbkit::ManualResolver::Create();
+    channel_ = lbkit_test::ManualChannel(resolver_);  // no state yet: calls queue
+  }
+
+  // The stub returned without waiting for a connection (sync stubs block by
+  // definition and are not measured).
+  void ExpectReturnedAtOnce(const OneCall& call) {
+    if (!IsSync(GetParam())) {
+      EXPECT_LT(call.in_stub(), std::chrono::milliseconds(500))
+          << std::chrono::duration_cast<std::chrono::milliseconds>(call.in_stub()).count()
+          << " ms inside the stub";
+    }
+  }
+
+  void WaitQueued(size_t n) {
+    ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel_->Snapshot().queued_calls == n; }))
+        << channel_->Snapshot().queued_calls << " queued";
+  }
+
+  std::string From(const TestBackend& backend) { return "(from " + backend.address() + ")"; }
+
+  TestBackend backend_;
+  std::shared_ptr<lbkit::ManualResolver> resolver_;
+  std::shared_ptr<lbkit::Channel> channel_;
+};
+
+TEST_P(QueuedCallsTest, PlacedDirectlyWhenAPickerIsReady) {
+  resolver_->SetInitialState({{lbkit::Endpoint{{backend_.address()}}}, kDoneConfig});
+  ASSERT_TRUE(lbkit_test::WaitForChannelState(*channel_, GRPC_CHANNEL_READY));
+  OneCall call(GetParam(), channel_, std::chrono::seconds(20));
+  Outcome outcome = call.Wait();
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status.error_message();
+  EXPECT_NE(outcome.reply.find(From(backend_)), std::string::npos) << outcome.reply;
+  // A directly placed call is the subchannel's own call: its peer is the backend.
+  EXPECT_NE(call.context().peer().find(std::to_string(backend_.port())), std::string::npos)
+      << call.context().peer();
+  ASSERT_TRUE(lbkit_test::WaitFor([] { return Log().Get().size() == 1; }));
+  EXPECT_TRUE(Log().Get()[0].ok()) << Log().Get()[0].error_message();
+}
+
+TEST_P(QueuedCallsTest, QueuedThenPlacedWhenTheResolverDelivers) {
+  OneCall call(GetParam(), channel_, std::chrono::seconds(20));
+  ExpectReturnedAtOnce(call);
+  WaitQueued(1);
+  resolver_->UpdateState({{lbkit::Endpoint{{backend_.address()}}}, kDoneConfig});
+  Outcome outcome = call.Wait();
+  ASSERT_TRUE(outcome.status.ok()) << outcome.status.error_message();
+  EXPECT_NE(outcome.reply.find(From(backend_)), std::string::npos) << outcome.reply;
+  EXPECT_EQ(channel_->Snapshot().queued_calls, 0u);
+  ASSERT_TRUE(lbkit_test::WaitFor([] { return Log().Get().size() == 1; }));
+  EXPECT_TRUE(Log().Get()[0].ok()) << Log().Get()[0].error_message();
+}
+
+TEST_P(QueuedCallsTest, QueuedThenDeadlineExceeded) {
+  OneCall call(GetParam(), channel_, std::chrono::milliseconds(300));
+  ExpectReturnedAtOnce(call);
+  Outcome outcome = call.Wait();
+  EXPECT_EQ(outcome.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << outcome.status.error_message();
+  EXPECT_TRUE(lbkit_test::WaitFor([&] { return channel_->Snapshot().queued_calls == 0; }));
+  EXPECT_TRUE(Log().Get().empty()) << "no pick completed, so no done-callback";
+}
+
+TEST_P(QueuedCallsTest, QueuedThenTryCancel) {
+  OneCall call(GetParam(), channel_, std::chrono::milliseconds(0));  // no deadline
+  ExpectReturnedAtOnce(call);
+  WaitQueued(1);
+  call.context().TryCancel();
+  Outcome outcome = call.Wait();
+  EXPECT_EQ(outcome.status.error_code(), grpc::StatusCode::CANCELLED)
+      << outcome.status.error_message();
+  EXPECT_TRUE(lbkit_test::WaitFor([&] { return channel_->Snapshot().queued_calls == 0; }));
+  EXPECT_TRUE(Log().Get().empty());
+}
+
+TEST_P(QueuedCallsTest, QueuedThenShutdownIsUnavailable) {
+  OneCall call(GetParam(), channel_, std::chrono::milliseconds(0));
+  ExpectReturnedAtOnce(call);
+  WaitQueued(1);
+  channel_->Shutdown();
+  Outcome outcome = call.Wait();
+  EXPECT_EQ(outcome.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << outcome.status.error_message();
+  EXPECT_NE(outcome.status.error_message().find("shut down"), std::string::npos)
+      << outcome.status.error_message();
+}
+
+TEST_P(QueuedCallsTest, AFailFastCallFailsWhenThePolicyFails) {
+  auto dead = TestBackend::Reserved();  // nothing listens there
+  OneCall call(GetParam(), channel_, std::chrono::seconds(20), /*wait_for_ready=*/false);
+  ExpectReturnedAtOnce(call);
+  WaitQueued(1);
+  resolver_->UpdateState({{lbkit::Endpoint{{dead->address()}}}, kDoneConfig});
+  Outcome outcome = call.Wait();
+  EXPECT_EQ(outcome.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << outcome.status.error_message();
+  EXPECT_NE(outcome.status.error_message().find(dead->address()), std::string::npos)
+      << outcome.status.error_message();
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStyle, QueuedCallsTest,
+                         ::testing::Values(Style::kSyncUnary, Style::kAsyncUnary,
+                                           Style::kCallbackUnary, Style::kSyncServerStreaming,
+                                           Style::kSyncClientStreaming, Style::kSyncBidi,
+                                           Style::kAsyncBidi, Style::kCallbackBidi,
+                                           Style::kGenericCallbackUnary, Style::kGenericAsyncBidi),
+                         [](const ::testing::TestParamInfo<Style>& info) {
+                           return std::string(Name(info.param));
+                         });
+
+// --- Many calls, and calls from gRPC's own callback threads. ---
+
+// Time spent inside the stubs starting `n` wait-for-ready callback calls on
+// `channel`, whose backend is not up; the calls are kept in `calls`.
+struct StartedCall {
+  grpc::ClientContext context;
+  EchoRequest request;
+  EchoResponse response;
+};
+Clock::duration StartCallbackCalls(grpc::ChannelInterface* channel, int n,
+                                   std::vector<std::unique_ptr<StartedCall>>* calls,
+                                   std::function<void(grpc::Status)> done) {
+  auto stub = Echo::NewStub(std::shared_ptr<grpc::ChannelInterface>(channel, [](auto*) {}));
+  Clock::duration in_stubs{};
+  for (int i = 0; i < n; ++i) {
+    auto call = std::make_unique<StartedCall>();
+    call->context.set_wait_for_ready(true);
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(100));
+    call->request.set_message("m");
+    Clock::time_point start = Clock::now();
+    stub->async()->UnaryEcho(&call->context, &call->request, &call->response, done);
+    in_stubs += Clock::now() - start;
+    calls->push_back(std::move(call));
+  }
+  return in_stubs;
+}
+
+long Millis(Clock::duration d) {
+  return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
+
+TEST(QueuedCalls, TenThousandCallbackCallsLeaveTheirThreadAtOnceAndAllComplete) {
+  constexpr int kCalls = 10000;
+  auto backend = TestBackend::Reserved();
+  // gRPC's own channel, side by side, for what creating a call costs here.
+  grpc::ChannelArguments args;
+  args.SetLoadBalancingPolicyName("round_robin");
+  auto native = grpc::CreateCustomChannel("ipv4:" + backend->address(),
+                                          grpc::InsecureChannelCredentials(), args);
+  std::atomic<int> native_done{0};
+  std::vector<std::unique_ptr<StartedCall>> native_calls;
+  Clock::duration native_in_stubs =
+      StartCallbackCalls(native.get(), kCalls, &native_calls, [&](grpc::Status) { ++native_done; });
+
+  auto channel = lbkit_test::StaticChannel({backend->address()}, "");
+  std::atomic<int> ok{0}, failed{0};
+  std::mutex mu;
+  std::string first_error;
+  std::vector<std::unique_ptr<StartedCall>> calls;
+  Clock::duration in_stubs =
+      StartCallbackCalls(channel.get(), kCalls, &calls, [&](grpc::Status status) {
+        if (status.ok()) {
+          ++ok;
+          return;
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        if (failed++ == 0) first_error = status.error_message();
+      });
+  // A stub that waited for a connection would never have returned: the
+  // backend is not up yet. The bound leaves room for a loaded machine.
+  EXPECT_LT(in_stubs, 3 * native_in_stubs + std::chrono::milliseconds(500))
+      << Millis(in_stubs) << " ms inside lbkit's stubs, " << Millis(native_in_stubs)
+      << " ms inside native ones";
+  std::printf("10000 queued callback calls: %ld ms inside lbkit's stubs, %ld ms inside native\n",
+              Millis(in_stubs), Millis(native_in_stubs));
+  Clock::time_point up = Clock::now();
+  backend->Start();
+  EXPECT_TRUE(lbkit_test::WaitFor([&] { return ok + failed == kCalls; }, std::chrono::seconds(90)))
+      << ok << " ok, " << failed << " failed";
+  EXPECT_EQ(ok, kCalls) << first_error;
+  std::printf("all placed and done %ld ms after the backend came up\n", Millis(Clock::now() - up));
+  EXPECT_TRUE(lbkit_test::WaitFor([&] { return native_done == kCalls; }, std::chrono::seconds(90)));
+}
+
+constexpr char kHealthChecked[] =
+    R"({"loadBalancingConfig":[{"round_robin":{}}],
+        "healthCheckConfig":{"serviceName":"grpc.examples.echo.Echo"}})";
+
+// Chains of callback calls, each started from the completion of the one
+// before, on gRPC's callback threads, through a channel that is still
+// connecting, with health checking (lbkit's own calls) on.
+TEST(QueuedCalls, CallsStartedFromCallbackCompletionsAllComplete) {
+  constexpr int kChains = 8;
+  constexpr int kLinks = 20;
+  auto backend = TestBackend::Reserved();
+  auto channel = lbkit_test::StaticChannel({backend->address()}, kHealthChecked);
+  auto stub = Echo::NewStub(channel);
+  std::atomic<int> done{0}, failed{0};
+  struct Chain {
+    Echo::Stub* stub;
+    std::atomic<int>* done;
+    std::atomic<int>* failed;
+    int left;
+    std::unique_ptr<grpc::ClientContext> context;
+    EchoRequest request;
+    EchoResponse response;
+    void Next() {
+      context = std::make_unique<grpc::ClientContext>();
+      context->set_wait_for_ready(true);
+      context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+      request.set_message("m");
+      stub->async()->UnaryEcho(context.get(), &request, &response, [this](grpc::Status status) {
+        if (!status.ok()) ++*failed;
+        ++*done;
+        if (--left > 0) Next();  // from the callback thread
+      });
+    }
+  };
+  std::vector<std::unique_ptr<Chain>> chains;
+  for (int i = 0; i < kChains; ++i) {
+    chains.push_back(
+        std::make_unique<Chain>(Chain{stub.get(), &done, &failed, kLinks, {}, {}, {}}));
+    chains.back()->Next();
+  }
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel->Snapshot().queued_calls >= kChains; }));
+  backend->Start();
+  EXPECT_TRUE(
+      lbkit_test::WaitFor([&] { return done == kChains * kLinks; }, std::chrono::seconds(30)))
+      << done << " of " << kChains * kLinks;
+  EXPECT_EQ(failed, 0);
+}
+
+// A callback-API server whose handler calls a backend through lbkit, in the
+// handler, on gRPC's callback threads.
+class ForwardingService final : public Echo::CallbackService {
+ public:
+  explicit ForwardingService(Echo::Stub* upstream) : upstream_(upstream) {}
+  grpc::ServerUnaryReactor* UnaryEcho(grpc::CallbackServerContext* context,
+                                      const EchoRequest* request, EchoResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    auto* client = new grpc::ClientContext();
+    client->set_wait_for_ready(true);
+    client->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    upstream_->async()->UnaryEcho(client, request, response,
+                                  [reactor, client](grpc::Status status) {
+                                    delete client;
+                                    reactor->Finish(status);
+                                  });
+    return reactor;
+  }
+
+ private:
+  Echo::Stub* upstream_;
+};
+
+TEST(QueuedCalls, CallsFromACallbackServerHandlerAllComplete) {
+  constexpr int kCalls = 32;
+  auto backend = TestBackend::Reserved();
+  auto channel = lbkit_test::StaticChannel({backend->address()}, kHealthChecked);
+  auto upstream = Echo::NewStub(channel);
+  ForwardingService service(upstream.get());
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> front = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  auto front_channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto front_stub = Echo::NewStub(front_channel);
+  std::atomic<int> ok{0}, done{0};
+  struct Call {
+    grpc::ClientContext context;
+    EchoRequest request;
+    EchoResponse response;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  for (int i = 0; i < kCalls; ++i) {
+    auto call = std::make_unique<Call>();
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    call->request.set_message("m");
+    front_stub->async()->UnaryEcho(&call->context, &call->request, &call->response,
+                                   [&](grpc::Status status) {
+                                     if (status.ok()) ++ok;
+                                     ++done;
+                                   });
+    calls.push_back(std::move(call));
+  }
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel->Snapshot().queued_calls == kCalls; }))
+      << channel->Snapshot().queued_calls;
+  backend->Start();
+  EXPECT_TRUE(lbkit_test::WaitFor([&] { return done == kCalls; }, std::chrono::seconds(30)));
+  EXPECT_EQ(ok, kCalls);
+  front->Shutdown();
+}
+
+}  // namespace
