@@ -287,6 +287,9 @@ void StartCall(Style style, const std::shared_ptr<grpc::ChannelInterface>& chann
       auto state = std::make_shared<State>();
       state->rpc = stub->AsyncUnaryEcho(context, request, driver->cq());
       state->rpc->Finish(&state->response, &state->status, Tag([state, done](bool) {
+        // The reader lives in the call's arena: it goes before the test can
+        // destroy the context (and with it the arena).
+        state->rpc.reset();
         done(state->status, state->response.message());
       }));
       return;
@@ -311,8 +314,10 @@ void StartCall(Style style, const std::shared_ptr<grpc::ChannelInterface>& chann
       state->request = request;
       state->stream = stub->PrepareAsyncBidirectionalStreamingEcho(context, driver->cq());
       auto finish = [state, done] {
-        state->stream->Finish(&state->status,
-                              Tag([state, done](bool) { done(state->status, state->reply); }));
+        state->stream->Finish(&state->status, Tag([state, done](bool) {
+          state->stream.reset();  // in the call's arena
+          done(state->status, state->reply);
+        }));
       };
       state->stream->StartCall(Tag([state, finish](bool) {
         state->stream->Write(state->request, Tag([state, finish](bool) {
@@ -364,6 +369,7 @@ void StartCall(Style style, const std::shared_ptr<grpc::ChannelInterface>& chann
               state->stream->Read(&state->response, Tag([state, done](bool ok) {
                 if (ok) state->reply = ParseReply(state->response);
                 state->stream->Finish(&state->status, Tag([state, done](bool) {
+                  state->stream.reset();  // in the call's arena
                   done(state->status, state->reply);
                 }));
               }));
