@@ -538,6 +538,82 @@ INSTANTIATE_TEST_SUITE_P(EveryStyle, QueuedCallsTest,
                            return std::string(Name(info.param));
                          });
 
+// --- The done-callback: once per placed call, with that call's status. ---
+
+class DoneCallbackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static bool registered = [] {
+      lbkit::RegisterBalancer(std::make_shared<DoneBuilder>());
+      return true;
+    }();
+    (void)registered;
+    Log().Clear();
+    resolver_ = lbkit::ManualResolver::Create();
+    resolver_->SetInitialState({{lbkit::Endpoint{{backend_.address()}}}, kDoneConfig});
+    channel_ = lbkit_test::ManualChannel(resolver_);
+    ASSERT_TRUE(lbkit_test::WaitForChannelState(*channel_, GRPC_CHANNEL_READY));
+  }
+
+  // The one status the done-callback received, once it has.
+  grpc::Status OnlyDoneStatus() {
+    EXPECT_TRUE(lbkit_test::WaitFor([] { return !Log().Get().empty(); }));
+    std::vector<grpc::Status> statuses = Log().Get();
+    EXPECT_EQ(statuses.size(), 1u);
+    return statuses.empty() ? grpc::Status(grpc::StatusCode::INTERNAL, "none") : statuses[0];
+  }
+
+  TestBackend backend_;
+  std::shared_ptr<lbkit::ManualResolver> resolver_;
+  std::shared_ptr<lbkit::Channel> channel_;
+};
+
+TEST_F(DoneCallbackTest, ReceivesTheBackendsErrorStatus) {
+  grpc::GenericStub stub(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::ByteBuffer request = Serialize(EchoRequest()), response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, "/grpc.examples.echo.Echo/NoSuchMethod", grpc::StubOptions(), &request,
+                 &response, [&done](grpc::Status status) { done.set_value(status); });
+  grpc::Status status = done.get_future().get();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  grpc::Status seen = OnlyDoneStatus();
+  EXPECT_EQ(seen.error_code(), grpc::StatusCode::UNIMPLEMENTED) << seen.error_message();
+  EXPECT_EQ(seen.error_message(), status.error_message());
+}
+
+TEST_F(DoneCallbackTest, ReceivesCancelledForACallCancelledMidStream) {
+  auto stub = Echo::NewStub(channel_);
+  grpc::ClientContext context;
+  auto stream = stub->BidirectionalStreamingEcho(&context);
+  EchoRequest request;
+  request.set_message("m");
+  EchoResponse response;
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));  // placed and talking
+  EXPECT_TRUE(Log().Get().empty()) << "the call has not ended yet";
+  context.TryCancel();
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(OnlyDoneStatus().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(DoneCallbackTest, ReceivesTheStatusOfACallWhoseBackendStops) {
+  auto stub = Echo::NewStub(channel_);
+  grpc::ClientContext context;
+  auto stream = stub->BidirectionalStreamingEcho(&context);
+  EchoRequest request;
+  request.set_message("m");
+  EchoResponse response;
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  backend_.Stop();
+  grpc::Status status = stream->Finish();
+  EXPECT_FALSE(status.ok());
+  grpc::Status seen = OnlyDoneStatus();
+  EXPECT_EQ(seen.error_code(), status.error_code()) << seen.error_message();
+}
+
 // --- Many calls, and calls from gRPC's own callback threads. ---
 
 // Time spent inside the stubs starting `n` wait-for-ready callback calls on
