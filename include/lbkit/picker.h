@@ -26,7 +26,18 @@ struct PickArgs {
   const std::multimap<std::string, std::string>* metadata = nullptr;
 };
 
-// Receives the call's final status. Runs on a gRPC thread; must not block.
+// Receives the call's final status, exactly once for every completed pick.
+// Runs on whichever thread ends the call: one of gRPC's, the thread that
+// started the call, the channel's control thread, or lbkit's I/O thread (for a
+// call that had to wait, docs/queued-calls.md). It must be quick and must not
+// block: a blocking callback on lbkit's I/O thread stalls lbkit's work for
+// every channel in the process.
+//
+// A pick lbkit could not use (the picked connection had gone down before the
+// call started; the call then waits for the next picker) still gets its
+// callback, at once, with CANCELLED and a message starting
+// "lbkit: pick not used": nothing was sent to that backend, so a policy
+// counting failures per backend should not count it.
 using CallDoneCallback = std::function<void(const grpc::Status& status)>;
 
 // The decision for one call.

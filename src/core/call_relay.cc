@@ -21,9 +21,14 @@ namespace lbkit {
 namespace internal {
 namespace {
 
-// The relay's in-process calls are named "/lbkit-relay/<id>/<method>": the id
-// finds the QueuedCall, the method is only there to read well in traces.
-constexpr char kRelayPrefix[] = "/lbkit-relay/";
+// A relayed call keeps its own method name (stats and tracing plugins see the
+// method, not one name per call); the QueuedCall's id travels in this header,
+// added by the call's EndWatcher and read by the relay server.
+constexpr char kRelayIdKey[] = "lbkit-relay-id";
+
+// The id of the call being created on this thread, for the interceptor
+// factory, which gRPC runs synchronously inside call creation.
+thread_local uint64_t creating_id = 0;
 
 std::atomic<uint64_t> next_id{1};
 
@@ -52,12 +57,13 @@ std::shared_ptr<QueuedCall> FindInRegistry(uint64_t id) {
   return it == Registry().end() ? nullptr : it->second;
 }
 
-uint64_t RelayId(const char* method) {
-  if (method == nullptr || std::strncmp(method, kRelayPrefix, sizeof(kRelayPrefix) - 1) != 0) {
-    return 0;
-  }
-  return std::strtoull(method + sizeof(kRelayPrefix) - 1, nullptr, 10);
+uint64_t RelayId(const grpc::GenericServerContext& context) {
+  auto it = context.client_metadata().find(kRelayIdKey);
+  if (it == context.client_metadata().end()) return 0;
+  return std::strtoull(std::string(it->second.data(), it->second.size()).c_str(), nullptr, 10);
 }
+
+}  // namespace
 
 // Watches each relayed call from the stub's side. A call cancelled (or past
 // its deadline) before it reached the relay server is never seen there, so
@@ -68,8 +74,20 @@ class EndWatcher final : public grpc::experimental::Interceptor {
   EndWatcher(uint64_t id, std::weak_ptr<QueuedCall> call) : id_(id), call_(std::move(call)) {}
   ~EndWatcher() override { Ended(grpc::Status(grpc::StatusCode::CANCELLED, "call destroyed")); }
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::POST_RECV_STATUS)) {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_INITIAL_METADATA)) {
+      // The context's own map: a context serves one call, and the relay copies
+      // the metadata the call was created with, not this.
+      methods->GetSendInitialMetadata()->emplace(kRelayIdKey, std::to_string(id_));
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_CLOSE)) {
+      // A real half-close, told apart from a cancellation, which the relay
+      // server sees the same way (a failed read).
+      if (std::shared_ptr<QueuedCall> call = call_.lock()) {
+        call->half_closed_.store(true, std::memory_order_release);
+      }
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_STATUS)) {
       Ended(*methods->GetRecvStatus());
     }
     methods->Proceed();
@@ -87,12 +105,15 @@ class EndWatcher final : public grpc::experimental::Interceptor {
   std::weak_ptr<QueuedCall> call_;
 };
 
+namespace {
+
 class EndWatcherFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo* info) override {
-    uint64_t id = RelayId(info->method());
-    std::shared_ptr<QueuedCall> call = FindInRegistry(id);
+    (void)info;
+    uint64_t id = creating_id;
+    std::shared_ptr<QueuedCall> call = id == 0 ? nullptr : FindInRegistry(id);
     return call == nullptr ? nullptr : new EndWatcher(id, call);
   }
 };
@@ -157,7 +178,7 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
     }
     Listen();  // one call in, the next one awaited
     const std::string& method = server_ctx_.method();
-    call_ = TakeFromRegistry(RelayId(method.c_str()));
+    call_ = TakeFromRegistry(RelayId(server_ctx_));
     if (call_ == nullptr) {
       FinishServer(grpc::Status(grpc::StatusCode::INTERNAL, "lbkit relay: unknown call " + method));
       Release();
@@ -190,11 +211,16 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
       }
       return;
     }
-    for (const auto& [key, value] : call_->metadata_) upstream_ctx_.AddMetadata(key, value);
+    for (const auto& [key, value] : call_->metadata_) {
+      // grpc-internal-encoding-request and the like: set below, by gRPC.
+      if (!IsTransportMetadata(key)) upstream_ctx_.AddMetadata(key, value);
+    }
     upstream_ctx_.set_deadline(call_->deadline_);
     upstream_ctx_.set_wait_for_ready(call_->wait_for_ready_);
     if (call_->credentials_ != nullptr) upstream_ctx_.set_credentials(call_->credentials_);
-    upstream_ctx_.set_compression_algorithm(call_->compression_);
+    if (call_->compression_ != GRPC_COMPRESS_NONE) {
+      upstream_ctx_.set_compression_algorithm(call_->compression_);
+    }
     upstream_ = call_->subchannel_->StartGenericCall(
         &upstream_ctx_, call_->method_, IoLoop::Get().cq(), std::move(call_->on_done_));
     call_->on_done_ = nullptr;
@@ -212,12 +238,17 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
     Release();
   }
   void OnClientMessage(bool ok) {
-    ++pending_;
     if (ok) {
+      ++pending_;
       upstream_->Write(in_, &upstream_write_tag_);
-    } else {
-      writes_done_ = true;  // half-closed (or cancelled: then this fails too)
+    } else if (call_->half_closed_.load(std::memory_order_acquire)) {
+      ++pending_;
+      writes_done_ = true;
       upstream_->WritesDone(&upstream_write_tag_);
+    } else {
+      // The stub's call was cancelled or passed its deadline: the backend must
+      // not take what it has read for a whole stream.
+      upstream_ctx_.TryCancel();
     }
     Release();
   }
@@ -312,10 +343,10 @@ QueuedCall::QueuedCall(const grpc::internal::RpcMethod& method, grpc::ClientCont
                        bool wait_for_ready)
     : id_(next_id.fetch_add(1, std::memory_order_relaxed)),
       method_(method.name()),
-      relay_path_(kRelayPrefix + std::to_string(id_) + method_),
       metadata_(StubAdapter::SendMetadata(context)),
       wait_for_ready_(wait_for_ready),
-      deadline_(context.raw_deadline()),
+      // Absolute, so that time spent queued counts against a relative one.
+      deadline_(gpr_convert_clock_type(context.raw_deadline(), GPR_CLOCK_MONOTONIC)),
       credentials_(context.credentials()),
       compression_(context.compression_algorithm()) {
   args_.method = method_;
@@ -367,10 +398,12 @@ grpc::internal::Call CreateRelayedCall(const std::shared_ptr<QueuedCall>& queued
     std::lock_guard<std::mutex> lock(RegistryMu());
     Registry().emplace(queued->id_, queued);
   }
-  grpc::internal::RpcMethod relay_method(queued->relay_path_.c_str(), method.suffix_for_stats(),
+  grpc::internal::RpcMethod relay_method(queued->method_.c_str(), method.suffix_for_stats(),
                                          method.method_type());
+  creating_id = queued->id_;
   grpc::internal::Call call =
       StubAdapter::CreateCall(RelayChannel().get(), relay_method, context, cq);
+  creating_id = 0;
   return call;
 }
 

@@ -56,6 +56,7 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
 
  private:
   friend class RelaySession;
+  friend class EndWatcher;
   friend grpc::internal::Call CreateRelayedCall(const std::shared_ptr<QueuedCall>& queued,
                                                 const grpc::internal::RpcMethod& method,
                                                 grpc::ClientContext* context,
@@ -68,10 +69,9 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
   void Advance();
 
   const uint64_t id_;
+  // RpcMethod and gRPC's ClientRpcInfo keep a pointer to this string: it
+  // lives as long as this object.
   const std::string method_;
-  // The in-process call's method name. RpcMethod and gRPC's ClientRpcInfo
-  // keep a pointer to it, so it lives as long as this object.
-  const std::string relay_path_;
   std::multimap<std::string, std::string> metadata_;
   PickArgs args_;
   const bool wait_for_ready_;
@@ -80,6 +80,8 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
   const grpc_compression_algorithm compression_;
 
   std::atomic<int> phase_{kWaiting};
+  // The stub half-closed its side (set by the call's interceptor).
+  std::atomic<bool> half_closed_{false};
   // Written while kClaimed, read once kPlaced or kEnded.
   std::shared_ptr<SubchannelImpl> subchannel_;
   CallDoneCallback on_done_;

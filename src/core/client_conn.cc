@@ -55,6 +55,13 @@ std::chrono::steady_clock::time_point SteadyDeadline(gpr_timespec deadline) {
          std::chrono::duration_cast<std::chrono::steady_clock::duration>(nanos);
 }
 
+// The done-callback's status for a pick lbkit did not use (picker.h).
+grpc::Status PickNotUsed(const SubchannelImpl& subchannel) {
+  return grpc::Status(grpc::StatusCode::CANCELLED, "lbkit: pick not used: connection to " +
+                                                       subchannel.address() +
+                                                       " is not READY; nothing was sent");
+}
+
 bool DeadlinePassed(gpr_timespec deadline) {
   if (deadline.clock_type == GPR_TIMESPAN)
     return gpr_time_cmp(deadline, gpr_time_0(GPR_TIMESPAN)) <= 0;
@@ -83,19 +90,17 @@ class ClientConn::RootHelper final : public Helper {
 
   std::shared_ptr<Subchannel> CreateSubchannel(const std::string& address,
                                                SubchannelStateListener listener) override {
-    // After the policy has heard of a change (and perhaps published a new
-    // picker), queued calls are offered to the current picker again: a call
-    // that met a connection going down waits for that connection's next state
-    // even under a policy that publishes nothing new.
-    ClientConn* conn = conn_;
-    SubchannelStateListener relisten = [conn, listener = std::move(listener)](
-                                           ConnectivityState state, const grpc::Status& status) {
-      listener(state, status);
-      if (conn->current_picker_ != nullptr) conn->PickQueued(*conn->current_picker_);
-    };
     std::shared_ptr<SubchannelImpl> subchannel =
         SubchannelImpl::Create(address, conn_->credentials_, conn_->options_.channel_args,
-                               conn_->serializer_, std::move(relisten));
+                               conn_->serializer_, std::move(listener));
+    // After each report from gRPC has reached the policy (which may have
+    // published a new picker), queued calls are offered to the current picker
+    // again: a call that met a connection going down waits for that
+    // connection's next state even under a policy that publishes nothing new.
+    ClientConn* conn = conn_;
+    subchannel->SetAfterChange([conn] {
+      if (conn->current_picker_ != nullptr) conn->PickQueued(*conn->current_picker_);
+    });
     if (subchannels_.size() >= 2 * live_hint_ + 16) {
       std::vector<std::weak_ptr<SubchannelImpl>> live;
       for (auto& weak : subchannels_) {
@@ -209,18 +214,35 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
   if (shutting_down_) return;
   Trace(TraceFlag::kResolver, target_, ": update with ", update.endpoints.size(), " endpoint(s)",
         update.service_config.empty() ? "" : " and a service config");
-  for (const Endpoint& endpoint : update.endpoints) {
-    for (const std::string& address : endpoint.addresses) {
+  // An address no connection can be made to is dropped (an endpoint left
+  // with none goes too), and said so; an update with nothing usable left is
+  // a resolver error: the last good endpoints stay, or with none the channel
+  // fails with the reason.
+  size_t dropped = 0;
+  std::string first_bad;
+  std::vector<Endpoint> usable;
+  for (Endpoint& endpoint : update.endpoints) {
+    Endpoint kept;
+    for (std::string& address : endpoint.addresses) {
       grpc::Status status = CheckAddress(address);
-      if (!status.ok()) {
-        // The whole update is refused, as a resolver error: the last good
-        // endpoints stay, or with none the channel fails with the reason.
-        OnResolverError(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     "resolver update refused: " + status.error_message()));
-        return;
+      if (status.ok()) {
+        kept.addresses.push_back(std::move(address));
+      } else if (dropped++ == 0) {
+        first_bad = status.error_message();
       }
     }
+    if (!kept.addresses.empty()) usable.push_back(std::move(kept));
   }
+  if (dropped > 0) {
+    LogLine(target_ + ": resolver gave " + std::to_string(dropped) +
+            " unusable address(es), dropped; the first: " + first_bad);
+    if (usable.empty()) {
+      OnResolverError(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                   "resolver update has no usable address; " + first_bad));
+      return;
+    }
+  }
+  update.endpoints = std::move(usable);
   const std::string& json =
       update.service_config.empty() ? options_.default_service_config : update.service_config;
   ServiceConfig parsed;
@@ -310,6 +332,9 @@ void ClientConn::PickQueued(const Picker& picker) {
   std::deque<std::shared_ptr<QueuedCall>> waiting;
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
+    // A call that read the picker (or a connection's state) before this pass
+    // and queues after it must pick again, as after a publish.
+    generation_.fetch_add(1, std::memory_order_acq_rel);
     if (queue_.empty()) return;
     waiting.swap(queue_);
   }
@@ -328,20 +353,30 @@ void ClientConn::PickQueued(const Picker& picker) {
         continue;
       }
       // The picker is older than the connection's failure: wait for the next.
-      if (result.on_done()) {
-        result.on_done()(grpc::Status(grpc::StatusCode::UNAVAILABLE, "pick not used"));
-      }
-    } else if (result.kind() == PickResult::Kind::kFail && !call->wait_for_ready()) {
+      if (result.on_done()) result.on_done()(PickNotUsed(*subchannel));
+    } else if (result.kind() == PickResult::Kind::kFail && !call->wait_for_ready() &&
+               !result.status().ok()) {
       call->Fail(result.status());
       continue;
     }
     still.push_back(std::move(call));
   }
-  std::lock_guard<std::mutex> lock(queue_mu_);
-  // Calls queued during the pass came later: they go behind.
-  for (auto& call : queue_) still.push_back(std::move(call));
-  queue_.swap(still);
-  purge_at_ = std::max<size_t>(64, 2 * queue_.size());
+  bool closed;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    closed = queue_closed_;
+    if (!closed) {
+      // Calls queued during the pass came later: they go behind.
+      for (auto& call : queue_) still.push_back(std::move(call));
+      queue_.swap(still);
+      purge_at_ = std::max<size_t>(64, 2 * queue_.size());
+    }
+  }
+  // Shutdown() ran during the pass and found the queue empty: its calls are
+  // these.
+  if (closed) {
+    for (const auto& call : still) call->Fail(ShutdownStatus());
+  }
 }
 
 void ClientConn::SetState(ConnectivityState state, const grpc::Status& error) {
@@ -447,9 +482,7 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
         }
         // gRPC has reported this connection gone, and the policy has not yet
         // published a picker without it: queue for that picker.
-        if (result.on_done()) {
-          result.on_done()(grpc::Status(grpc::StatusCode::UNAVAILABLE, "pick not used"));
-        }
+        if (result.on_done()) result.on_done()(PickNotUsed(*subchannel));
         break;
       }
       case PickResult::Kind::kFail:

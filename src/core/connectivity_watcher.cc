@@ -44,11 +44,12 @@ class WatchOp final : public IoLoop::Tag {
     std::shared_ptr<grpc::Channel> channel = channel_.lock();
     bool keep = channel != nullptr;
     if (keep) {
+      // Reported even when it equals the last state seen: the watch fired,
+      // so the state changed and changed back (READY -> IDLE -> READY is a
+      // new connection) before it could be read.
       grpc_connectivity_state state = channel->GetState(false);
-      if (state != last_seen_) {
-        last_seen_ = state;
-        keep = on_change_(state) && state != GRPC_CHANNEL_SHUTDOWN;
-      }
+      last_seen_ = state;
+      keep = on_change_(state) && state != GRPC_CHANNEL_SHUTDOWN;
     }
     if (keep) {
       Arm(channel.get());

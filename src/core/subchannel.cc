@@ -160,6 +160,7 @@ void SubchannelImpl::Shutdown() {
   Trace(TraceFlag::kSubchannel, "subchannel ", address_, ": shut down");
   SubchannelStateListener listener = std::move(listener_);  // released here, not in a callback
   listener_ = nullptr;
+  after_change_ = nullptr;
 }
 
 void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
@@ -195,6 +196,7 @@ void SubchannelImpl::OnConnectivityChange(grpc_connectivity_state grpc_state) {
   }
   if (raw_state_ == ConnectivityState::kReady && health_enabled_) StartHealthWatch();
   Update();
+  if (after_change_) after_change_();
 }
 
 void SubchannelImpl::Update() {
@@ -352,7 +354,10 @@ void SubchannelImpl::Deliver(ConnectivityState state, const grpc::Status& status
   }
   state_ = state;
   if (!status.ok()) last_error_ = status;
-  if (listener_) listener_(state, status);
+  // A copy: the listener may shut this subchannel down, which destroys
+  // listener_ while it runs.
+  SubchannelStateListener listener = listener_;
+  if (listener) listener(state, status);
 }
 
 const grpc::internal::RpcMethod& SubchannelImpl::CachedMethod(

@@ -87,6 +87,9 @@ class SubchannelImpl final : public Subchannel,
   // Serializer only.
   const grpc::Status& last_error() const { return last_error_; }
   bool is_shutdown() const { return shutdown_; }
+  // Serializer only: `fn` runs on the serializer after each connectivity
+  // report from gRPC has been handled (and any state delivered).
+  void SetAfterChange(std::function<void()> fn) { after_change_ = std::move(fn); }
   // Turns client-side health checking (gRFC A17) on for `service`, or off.
   // While on, the subchannel is READY for its policy only while the backend's
   // grpc.health.v1.Health/Watch says SERVING (or the backend does not
@@ -117,6 +120,7 @@ class SubchannelImpl final : public Subchannel,
   std::shared_ptr<grpc::Channel> channel_;  // null for test subchannels
   std::shared_ptr<WorkSerializer> serializer_;
   SubchannelStateListener listener_;
+  std::function<void()> after_change_;
   ConnectivityState state_ = ConnectivityState::kIdle;  // as delivered
   grpc::Status last_error_;
 

@@ -538,6 +538,100 @@ INSTANTIATE_TEST_SUITE_P(EveryStyle, QueuedCallsTest,
                            return std::string(Name(info.param));
                          });
 
+// --- What a backend sees of a relayed call. ---
+
+// Records how client streams end and how much time calls had left.
+class RecordingService final : public Echo::Service {
+ public:
+  std::atomic<int> received{0}, clean_ends{0}, cancelled_ends{0};
+  std::atomic<long> remaining_ms{-1};
+
+  grpc::Status ClientStreamingEcho(grpc::ServerContext* context,
+                                   grpc::ServerReader<EchoRequest>* reader,
+                                   EchoResponse* response) override {
+    EchoRequest request;
+    while (reader->Read(&request)) ++received;
+    ++(context->IsCancelled() ? cancelled_ends : clean_ends);
+    response->set_message("done");
+    return grpc::Status::OK;
+  }
+  grpc::Status UnaryEcho(grpc::ServerContext* context, const EchoRequest* request,
+                         EchoResponse* response) override {
+    remaining_ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         context->deadline() - std::chrono::system_clock::now())
+                                         .count());
+    response->set_message(request->message());
+    return grpc::Status::OK;
+  }
+};
+
+class RecordingBackend {
+ public:
+  RecordingBackend() {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(&service);
+    server_ = builder.BuildAndStart();
+  }
+  ~RecordingBackend() { server_->Shutdown(); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  RecordingService service;
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST(RelayedCalls, ACancelledClientStreamEndsCancelledAtTheBackendNotAsAWholeStream) {
+  RecordingBackend backend;
+  for (int i = 0; i < 10; ++i) {
+    auto resolver = lbkit::ManualResolver::Create();
+    auto channel = lbkit_test::ManualChannel(resolver);  // no state: the call queues
+    auto stub = Echo::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_wait_for_ready(true);
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    EchoResponse response;
+    int received = backend.service.received;
+    int ends = backend.service.clean_ends + backend.service.cancelled_ends;
+    auto writer = stub->ClientStreamingEcho(&context, &response);
+    ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel->Snapshot().queued_calls == 1; }));
+    std::thread sender([&] { writer->Write(EchoRequest()); });
+    resolver->UpdateState({{lbkit::Endpoint{{backend.address()}}}, ""});
+    ASSERT_TRUE(lbkit_test::WaitFor([&] { return backend.service.received > received; }));
+    context.TryCancel();  // mid-stream: no WritesDone
+    sender.join();
+    EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+    ASSERT_TRUE(lbkit_test::WaitFor(
+        [&] { return backend.service.clean_ends + backend.service.cancelled_ends > ends; }));
+  }
+  EXPECT_EQ(backend.service.clean_ends, 0) << "a cancelled stream looked whole to the backend";
+  EXPECT_EQ(backend.service.cancelled_ends, 10);
+}
+
+TEST(RelayedCalls, TimeSpentQueuedCountsAgainstARelativeDeadline) {
+  RecordingBackend backend;
+  auto resolver = lbkit::ManualResolver::Create();
+  auto channel = lbkit_test::ManualChannel(resolver);
+  auto stub = Echo::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);
+  context.set_deadline(gpr_time_from_millis(3000, GPR_TIMESPAN));
+  EchoRequest request;
+  EchoResponse response;
+  std::promise<grpc::Status> done;
+  stub->async()->UnaryEcho(&context, &request, &response,
+                           [&done](grpc::Status status) { done.set_value(status); });
+  // The scenario, not a synchronization: the call spends 600 ms queued.
+  Clock::time_point until = Clock::now() + std::chrono::milliseconds(600);
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return Clock::now() >= until; }));
+  ASSERT_EQ(channel->Snapshot().queued_calls, 1u);
+  resolver->UpdateState({{lbkit::Endpoint{{backend.address()}}}, ""});
+  ASSERT_TRUE(done.get_future().get().ok());
+  EXPECT_GT(backend.service.remaining_ms, 0);
+  EXPECT_LE(backend.service.remaining_ms, 2450) << "the queued time was given back";
+}
+
 // --- The done-callback: once per placed call, with that call's status. ---
 
 class DoneCallbackTest : public ::testing::Test {
