@@ -1,6 +1,8 @@
 #include "lbkit/service_config.h"
 
+#include <algorithm>
 #include <cctype>
+#include <exception>
 
 #include "lbkit/registry.h"
 
@@ -18,6 +20,60 @@ nlohmann::json SinglePolicyList(const std::string& name) {
   return nlohmann::json::array({entry});
 }
 
+// gRPC's own JSON reader refuses nesting deeper than this; so does lbkit,
+// before parsing, so that hostile input cannot exhaust the control thread's
+// stack inside the JSON library.
+constexpr int kMaxNestingDepth = 64;
+
+// A bounded, printable excerpt of input for an error message: a huge config
+// is not copied into every failing call's status, and a NUL byte does not
+// cut the message short.
+std::string Shown(const std::string& text) {
+  constexpr size_t kMax = 200;
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > kMax) out += "... (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
+// The deepest nesting of arrays and objects in `json`, outside strings;
+// stops counting past `limit`.
+int NestingDepth(const std::string& json, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : json) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
 std::string Join(const std::vector<std::string>& names) {
   std::string out;
   for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
@@ -32,7 +88,7 @@ grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig*
   for (const nlohmann::json& entry : list) {
     if (!entry.is_object() || entry.size() != 1) {
       return Invalid("each loadBalancingConfig entry must be an object with exactly one key, got " +
-                     entry.dump());
+                     Shown(entry.dump()));
     }
     const std::string& name = entry.begin().key();
     std::shared_ptr<const BalancerBuilder> builder = FindBalancer(name);
@@ -43,10 +99,19 @@ grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig*
     const nlohmann::json& policy_json = entry.begin().value();
     if (!policy_json.is_object()) {
       return Invalid("config of policy \"" + name + "\" must be an object, got " +
-                     policy_json.dump());
+                     Shown(policy_json.dump()));
     }
     std::shared_ptr<const BalancerConfig> parsed;
-    grpc::Status status = builder->ParseConfig(policy_json, &parsed);
+    grpc::Status status;
+    try {
+      status = builder->ParseConfig(policy_json, &parsed);
+    } catch (const std::exception& e) {
+      // A policy's parser (nlohmann's at() on a missing key, say) must not
+      // take the process down: the config comes from outside the program.
+      return Invalid("policy \"" + name + "\": its config parser threw: " + Shown(e.what()));
+    } catch (...) {
+      return Invalid("policy \"" + name + "\": its config parser threw");
+    }
     if (!status.ok()) return Invalid("policy \"" + name + "\": " + status.error_message());
     if (parsed == nullptr) return Invalid("policy \"" + name + "\" returned no config");
     config->policy_name = name;
@@ -62,17 +127,20 @@ grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) 
   if (json.find_first_not_of(" \t\r\n") == std::string::npos) {
     root = nlohmann::json::object();
   } else {
+    if (NestingDepth(json, kMaxNestingDepth) > kMaxNestingDepth) {
+      return Invalid("nested deeper than " + std::to_string(kMaxNestingDepth) + " levels");
+    }
     root = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-    if (root.is_discarded()) return Invalid("not valid JSON: " + json);
+    if (root.is_discarded()) return Invalid("not valid JSON: " + Shown(json));
   }
-  if (!root.is_object()) return Invalid("must be a JSON object, got " + root.dump());
+  if (!root.is_object()) return Invalid("must be a JSON object, got " + Shown(root.dump()));
   ServiceConfig parsed;
   auto health = root.find("healthCheckConfig");
   if (health != root.end()) {
     if (!health->is_object()) return Invalid("healthCheckConfig must be an object");
     auto name = health->find("serviceName");
     if (name != health->end() && !name->is_string()) {
-      return Invalid("healthCheckConfig.serviceName must be a string, got " + name->dump());
+      return Invalid("healthCheckConfig.serviceName must be a string, got " + Shown(name->dump()));
     }
     parsed.health_check = true;
     parsed.health_check_service = name == health->end() ? "" : name->get<std::string>();

@@ -767,8 +767,11 @@ TEST(QueuedCalls, TenThousandCallbackCallsLeaveTheirThreadAtOnceAndAllComplete) 
         if (failed++ == 0) first_error = status.error_message();
       });
   // A stub that waited for a connection would never have returned: the
-  // backend is not up yet. The bound leaves room for a loaded machine.
-  EXPECT_LT(in_stubs, 3 * native_in_stubs + std::chrono::milliseconds(500))
+  // backend is not up yet, and the calls' deadline is 100 s. The bound is
+  // loose on purpose (speed is for benchmarks; a loaded machine measured 3.9x
+  // native here, an idle one 2.4x): it only has to tell returning from
+  // waiting.
+  EXPECT_LT(in_stubs, 10 * native_in_stubs + std::chrono::seconds(2))
       << Millis(in_stubs) << " ms inside lbkit's stubs, " << Millis(native_in_stubs)
       << " ms inside native ones";
   std::printf("10000 queued callback calls: %ld ms inside lbkit's stubs, %ld ms inside native\n",

@@ -120,4 +120,52 @@ TEST_F(ServiceConfigTest, PickFirstValidatesShuffleAddressList) {
             std::string::npos);
 }
 
+// A policy whose parser throws, as nlohmann's at() does on a missing key.
+class ThrowingBuilder final : public lbkit::BalancerBuilder {
+ public:
+  std::string name() const override { return "throwing_parser"; }
+  grpc::Status ParseConfig(const nlohmann::json& json,
+                           std::shared_ptr<const lbkit::BalancerConfig>*) const override {
+    (void)json.at("required").get<int>();  // throws when the key is missing
+    return grpc::Status::OK;
+  }
+  std::unique_ptr<lbkit::Balancer> Build(lbkit::Helper*) const override { return nullptr; }
+};
+
+TEST(ServiceConfigHardening, AParserThatThrowsIsAConfigErrorNotACrash) {
+  lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>());
+  lbkit::ServiceConfig config;
+  grpc::Status status =
+      lbkit::ParseServiceConfig(R"({"loadBalancingConfig":[{"throwing_parser":{}}]})", &config);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message().rfind(
+                "invalid service config: policy \"throwing_parser\": its config parser threw: ", 0),
+            0u)
+      << status.error_message();
+}
+
+TEST(ServiceConfigHardening, DeepNestingIsRefusedBeforeParsing) {
+  lbkit::ServiceConfig config;
+  std::string deep = std::string(80000, '[') + std::string(80000, ']');
+  grpc::Status status = lbkit::ParseServiceConfig(deep, &config);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "invalid service config: nested deeper than 64 levels");
+  // Brackets inside strings are text, not nesting.
+  std::string brackets_in_a_string =
+      R"({"healthCheckConfig":{"serviceName":")" + std::string(1000, '[') + R"("}})";
+  EXPECT_TRUE(lbkit::ParseServiceConfig(brackets_in_a_string, &config).ok());
+}
+
+TEST(ServiceConfigHardening, MessagesQuoteABoundedPrintableExcerpt) {
+  lbkit::ServiceConfig config;
+  std::string huge = "{" + std::string(100000, 'x');
+  grpc::Status status = lbkit::ParseServiceConfig(huge, &config);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(status.error_message().size(), 400u);
+  EXPECT_NE(status.error_message().find("(100001 bytes)"), std::string::npos);
+  std::string with_nul("{\"a\":\0}", 7);
+  status = lbkit::ParseServiceConfig(with_nul, &config);
+  EXPECT_NE(status.error_message().find("\\x00}"), std::string::npos) << status.error_message();
+}
+
 }  // namespace
