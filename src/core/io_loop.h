@@ -43,8 +43,6 @@ class IoLoop {
   grpc::ServerCompletionQueue* cq() { return cq_.get(); }
   // Runs `fn` on the loop thread, soon. Thread-safe.
   void Post(std::function<void()> fn);
-  // True on the loop thread.
-  bool IsCurrent() const { return std::this_thread::get_id() == thread_.get_id(); }
 
   // The in-process server and its generic service, for the call relay.
   grpc::Server* server() { return server_.get(); }

@@ -106,6 +106,16 @@ class DoneBuilder final : public lbkit::BalancerBuilder {
   }
 };
 
+// Registers the done-recording policy (once per process) and empties its log.
+void UseDonePolicy() {
+  static bool registered = [] {
+    lbkit::RegisterBalancer(std::make_shared<DoneBuilder>());
+    return true;
+  }();
+  (void)registered;
+  Log().Clear();
+}
+
 constexpr char kDoneConfig[] = R"({"loadBalancingConfig":[{"done_recording_pick_first":{}}]})";
 
 // --- Every call style, started the same way. ---
@@ -422,12 +432,7 @@ class OneCall {
 class QueuedCallsTest : public ::testing::TestWithParam<Style> {
  protected:
   void SetUp() override {
-    static bool registered = [] {
-      lbkit::RegisterBalancer(std::make_shared<DoneBuilder>());
-      return true;
-    }();
-    (void)registered;
-    Log().Clear();
+    UseDonePolicy();
     resolver_ = lbkit::ManualResolver::Create();
     channel_ = lbkit_test::ManualChannel(resolver_);  // no state yet: calls queue
   }
@@ -637,12 +642,7 @@ TEST(RelayedCalls, TimeSpentQueuedCountsAgainstARelativeDeadline) {
 class DoneCallbackTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    static bool registered = [] {
-      lbkit::RegisterBalancer(std::make_shared<DoneBuilder>());
-      return true;
-    }();
-    (void)registered;
-    Log().Clear();
+    UseDonePolicy();
     resolver_ = lbkit::ManualResolver::Create();
     resolver_->SetInitialState({{lbkit::Endpoint{{backend_.address()}}}, kDoneConfig});
     channel_ = lbkit_test::ManualChannel(resolver_);
