@@ -44,8 +44,8 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <lbkit/lbkit.h>
+#include <lbkit/testing/fake_helper.h>
 
-#include "common/fake_helper.h"
 #include "core/picker_slot.h"
 #include "core/subchannel.h"
 #include "core/work_serializer.h"
@@ -95,7 +95,7 @@ const lbkit::PickArgs& Args() {
   return *args;
 }
 
-// Like lbkit_test::FakeHelper, but fit for 10,000 endpoints: it keeps only the
+// Like lbkit::testing::FakeHelper, but fit for 10,000 endpoints: it keeps only the
 // current picker (in a real PickerSlot, published as the channel does) instead
 // of every state, and can hand out subchannels that are READY from the start,
 // so that a whole update settles in one picker build instead of one per child.
@@ -224,14 +224,13 @@ std::unique_ptr<PickFixture> BuildFixture(const std::string& policy, int n) {
   update.endpoints = Endpoints(n);
   if (policy == "pick_first") {
     // As the unit tests do: FakeHelper, then the first address connects.
-    auto helper = std::make_unique<lbkit_test::FakeHelper>();
+    auto helper = std::make_unique<lbkit::testing::FakeHelper>();
     fixture->balancer = lbkit::FindBalancer("pick_first")->Build(helper.get());
     update.config = ParseConfig(policy, nlohmann::json::object());
     fixture->balancer->UpdateResolverState(std::move(update));
-    helper->created.front()->SetStateForTesting(ConnectivityState::kReady);
-    if (helper->last().state != ConnectivityState::kReady) std::abort();
-    fixture->picker = helper->last().picker;
-    helper->states.clear();
+    helper->subchannels().front()->SetState(ConnectivityState::kReady);
+    if (helper->last_state().state != ConnectivityState::kReady) std::abort();
+    fixture->picker = helper->last_state().picker;
     fixture->helper = std::move(helper);
   } else {
     auto helper = std::make_unique<BenchHelper>(/*ready_on_create=*/true);

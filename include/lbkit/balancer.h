@@ -30,6 +30,9 @@ namespace lbkit {
 namespace internal {
 class SubchannelImpl;
 }
+namespace testing {
+class FakeSubchannel;
+}
 
 // A connection to exactly one address (a grpc::Channel underneath, so gRPC
 // does HTTP/2, TLS and reconnect backoff). Created by Helper::CreateSubchannel.
@@ -57,7 +60,8 @@ class Subchannel {
 
  private:
   friend class internal::SubchannelImpl;
-  Subchannel() = default;  // only lbkit creates subchannels
+  friend class testing::FakeSubchannel;
+  Subchannel() = default;  // only lbkit (and its testing kit) creates subchannels
 };
 
 // Receives a subchannel's state, on the work serializer, each time it

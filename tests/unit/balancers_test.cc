@@ -2,11 +2,11 @@
 // round_robin, custom_round_robin and the EndpointSharding update diff.
 #include <gtest/gtest.h>
 
-#include "common/fake_helper.h"
 #include "custom_round_robin.h"
 #include "lbkit/endpoint_sharding.h"
 #include "lbkit/registry.h"
 #include "lbkit/service_config.h"
+#include "lbkit/testing/fake_helper.h"
 #include "policies/pick_first.h"
 
 #include <set>
@@ -14,8 +14,8 @@
 namespace {
 
 using lbkit::ConnectivityState;
-using lbkit_test::FakeHelper;
-using lbkit_test::PickSequence;
+using lbkit::testing::FakeHelper;
+using lbkit::testing::PickAddresses;
 
 lbkit::BalancerUpdate Update(std::vector<std::vector<std::string>> endpoints,
                              const std::string& policy_json = "{}", const std::string& name = "") {
@@ -41,104 +41,106 @@ TEST(PickFirst, ConnectsToTheFirstAddressAndReportsConnecting) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   ASSERT_TRUE(pf->UpdateResolverState(Update({{"a:1", "b:1"}})).ok());
-  EXPECT_EQ(helper.last().state, ConnectivityState::kConnecting);
-  EXPECT_EQ(helper.Find("a:1")->connection_requests_for_testing(), 1);
-  EXPECT_EQ(helper.Find("b:1")->connection_requests_for_testing(), 0);
-  EXPECT_EQ(PickSequence(*helper.last().picker, 1)[0], "queue");
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting);
+  EXPECT_EQ(helper.subchannel("a:1")->connection_requests(), 1);
+  EXPECT_EQ(helper.subchannel("b:1")->connection_requests(), 0);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 1)[0], "queue");
 }
 
 TEST(PickFirst, FirstReadyWinsAndTheOthersAreShutDown) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1", "b:1"}}));
-  auto b = helper.Find("b:1");
-  b->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kReady);
-  EXPECT_EQ(PickSequence(*helper.last().picker, 3), std::vector<std::string>(3, "b:1"));
-  EXPECT_EQ(helper.Find("a:1"), nullptr) << "a:1 was shut down";
+  auto b = helper.subchannel("b:1");
+  b->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kReady);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 3), std::vector<std::string>(3, "b:1"));
+  EXPECT_EQ(helper.subchannel("a:1"), nullptr) << "a:1 was shut down";
 }
 
 TEST(PickFirst, AFailedAttemptMovesToTheNextAddressAtOnce) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1", "b:1", "c:1"}}));
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "refused"));
-  EXPECT_EQ(helper.Find("b:1")->connection_requests_for_testing(), 1);
-  EXPECT_EQ(helper.Find("c:1")->connection_requests_for_testing(), 0);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kConnecting) << "not every address failed yet";
+  helper.subchannel("a:1")->SetState(ConnectivityState::kTransientFailure,
+                                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "refused"));
+  EXPECT_EQ(helper.subchannel("b:1")->connection_requests(), 1);
+  EXPECT_EQ(helper.subchannel("c:1")->connection_requests(), 0);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting)
+      << "not every address failed yet";
 }
 
 TEST(PickFirst, AllAddressesFailedIsTransientFailureNamingTheLastError) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1", "b:1"}}));
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "refused a"));
-  helper.Find("b:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "refused b"));
-  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
-  std::string pick = PickSequence(*helper.last().picker, 1)[0];
+  helper.subchannel("a:1")->SetState(ConnectivityState::kTransientFailure,
+                                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "refused a"));
+  helper.subchannel("b:1")->SetState(ConnectivityState::kTransientFailure,
+                                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "refused b"));
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
+  std::string pick = PickAddresses(*helper.last_state().picker, 1)[0];
   EXPECT_NE(pick.find("refused b"), std::string::npos) << pick;
-  EXPECT_EQ(helper.reresolutions, 1);
+  EXPECT_EQ(helper.reresolution_requests(), 1);
   // Sticky: a retry that goes CONNECTING does not leave TRANSIENT_FAILURE.
-  size_t reports = helper.states.size();
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kConnecting);
-  EXPECT_EQ(helper.states.size(), reports);
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kReady);
+  size_t reports = helper.states().size();
+  helper.subchannel("a:1")->SetState(ConnectivityState::kConnecting);
+  EXPECT_EQ(helper.states().size(), reports);
+  helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kReady);
 }
 
 TEST(PickFirst, TheAttemptDelayStartsTheNextAddressWhileTheFirstIsStillTrying) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1", "b:1"}}));
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kConnecting);
+  helper.subchannel("a:1")->SetState(ConnectivityState::kConnecting);
   ASSERT_EQ(helper.pending_timers(), 1u);
   helper.FireTimers();
-  EXPECT_EQ(helper.Find("b:1")->connection_requests_for_testing(), 1);
-  EXPECT_NE(helper.Find("a:1"), nullptr) << "the first attempt keeps going";
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(PickSequence(*helper.last().picker, 1)[0], "a:1");
-  EXPECT_EQ(helper.Find("b:1"), nullptr);
+  EXPECT_EQ(helper.subchannel("b:1")->connection_requests(), 1);
+  EXPECT_NE(helper.subchannel("a:1"), nullptr) << "the first attempt keeps going";
+  helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 1)[0], "a:1");
+  EXPECT_EQ(helper.subchannel("b:1"), nullptr);
 }
 
 TEST(PickFirst, ADroppedConnectionGoesIdleAndReconnectsOnTheNextPick) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1"}}));
-  auto a = helper.Find("a:1");
-  a->SetStateForTesting(ConnectivityState::kReady);
-  a->SetStateForTesting(ConnectivityState::kIdle);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kIdle);
-  EXPECT_EQ(helper.reresolutions, 1);
-  EXPECT_EQ(PickSequence(*helper.last().picker, 2), (std::vector<std::string>{"queue", "queue"}));
-  ASSERT_EQ(helper.posted.size(), 1u) << "one wake-up however many picks";
+  auto a = helper.subchannel("a:1");
+  a->SetState(ConnectivityState::kReady);
+  a->SetState(ConnectivityState::kIdle);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kIdle);
+  EXPECT_EQ(helper.reresolution_requests(), 1);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 2),
+            (std::vector<std::string>{"queue", "queue"}));
+  ASSERT_EQ(helper.pending_posts(), 1u) << "one wake-up however many picks";
   helper.RunPosted();
-  EXPECT_EQ(helper.last().state, ConnectivityState::kConnecting);
-  EXPECT_EQ(a->connection_requests_for_testing(), 2);
-  a->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting);
+  EXPECT_EQ(a->connection_requests(), 2);
+  a->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kReady);
 }
 
 TEST(PickFirst, AnUpdateKeepingTheSelectedAddressKeepsTheConnection) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1", "b:1"}}));
-  auto a = helper.Find("a:1");
-  a->SetStateForTesting(ConnectivityState::kReady);
-  size_t created = helper.created.size();
+  auto a = helper.subchannel("a:1");
+  a->SetState(ConnectivityState::kReady);
+  size_t created = helper.subchannels().size();
   pf->UpdateResolverState(Update({{"c:1", "a:1"}}));
-  EXPECT_EQ(helper.last().state, ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kReady);
   EXPECT_FALSE(a->is_shutdown());
-  EXPECT_EQ(helper.created.size(), created);
+  EXPECT_EQ(helper.subchannels().size(), created);
 }
 
 TEST(PickFirst, NoAddressesIsTransientFailure) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   EXPECT_FALSE(pf->UpdateResolverState(Update({})).ok());
-  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
 }
 
 // ---- EndpointSharding ----
@@ -149,17 +151,17 @@ TEST(EndpointSharding, AnUpdateKeepsUnchangedEndpointsAndShutsDownRemovedOnes) {
   lbkit::EndpointSharding sharding(&helper, [&] { ++changes; });
   ASSERT_TRUE(sharding.Update({lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1"}}}).ok());
   EXPECT_EQ(changes, 1) << "one notification per update";
-  auto a = helper.Find("a:1");
-  auto b = helper.Find("b:1");
-  b->SetStateForTesting(ConnectivityState::kReady);
+  auto a = helper.subchannel("a:1");
+  auto b = helper.subchannel("b:1");
+  b->SetState(ConnectivityState::kReady);
   EXPECT_EQ(changes, 2);
 
   ASSERT_TRUE(sharding.Update({lbkit::Endpoint{{"b:1"}}, lbkit::Endpoint{{"c:1"}}}).ok());
   EXPECT_TRUE(a->is_shutdown()) << "removed endpoint's connection released";
   EXPECT_FALSE(b->is_shutdown());
-  EXPECT_EQ(helper.Find("b:1"), b) << "kept endpoint keeps its subchannel";
-  EXPECT_EQ(b->connection_requests_for_testing(), 1) << "and is not reconnected";
-  ASSERT_NE(helper.Find("c:1"), nullptr);
+  EXPECT_EQ(helper.subchannel("b:1"), b) << "kept endpoint keeps its subchannel";
+  EXPECT_EQ(b->connection_requests(), 1) << "and is not reconnected";
+  ASSERT_NE(helper.subchannel("c:1"), nullptr);
   ASSERT_EQ(sharding.children().size(), 2u);
   EXPECT_EQ(sharding.children()[0].endpoint.addresses[0], "b:1");
   EXPECT_EQ(sharding.children()[0].state.state, ConnectivityState::kReady) << "state carried over";
@@ -167,9 +169,9 @@ TEST(EndpointSharding, AnUpdateKeepsUnchangedEndpointsAndShutsDownRemovedOnes) {
   EXPECT_EQ(sharding.AggregateState(), ConnectivityState::kReady);
 
   // A callback from the removed endpoint's subchannel reaches nobody.
-  size_t before = helper.states.size();
-  a->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(helper.states.size(), before);
+  size_t before = helper.states().size();
+  a->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.states().size(), before);
 }
 
 TEST(EndpointSharding, AggregatesChildStatesAsGrpcDoes) {
@@ -178,11 +180,11 @@ TEST(EndpointSharding, AggregatesChildStatesAsGrpcDoes) {
   EXPECT_EQ(sharding.AggregateState(), ConnectivityState::kTransientFailure) << "no children";
   sharding.Update({lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1"}}});
   EXPECT_EQ(sharding.AggregateState(), ConnectivityState::kConnecting);
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "a down"));
+  helper.subchannel("a:1")->SetState(ConnectivityState::kTransientFailure,
+                                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "a down"));
   EXPECT_EQ(sharding.AggregateState(), ConnectivityState::kConnecting);
-  helper.Find("b:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "b down"));
+  helper.subchannel("b:1")->SetState(ConnectivityState::kTransientFailure,
+                                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "b down"));
   grpc::Status error;
   EXPECT_EQ(sharding.AggregateState(&error), ConnectivityState::kTransientFailure);
   EXPECT_NE(error.error_message().find("down"), std::string::npos);
@@ -192,7 +194,7 @@ TEST(EndpointSharding, ReorderedAddressesReachTheSameChild) {
   FakeHelper helper;
   lbkit::EndpointSharding sharding(&helper, [] {});
   sharding.Update({lbkit::Endpoint{{"a:1", "a:2"}}});
-  auto first = helper.Find("a:1");
+  auto first = helper.subchannel("a:1");
   sharding.Update({lbkit::Endpoint{{"a:2", "a:1"}}});
   EXPECT_FALSE(first->is_shutdown());
   EXPECT_EQ(sharding.children().size(), 1u);
@@ -205,11 +207,11 @@ TEST(RoundRobin, RotatesOverReadyEndpointsOnly) {
   FakeHelper helper;
   auto rr = Build("round_robin", &helper);
   ASSERT_TRUE(rr->UpdateResolverState(Update({{"a:1"}, {"b:1"}, {"c:1"}})).ok());
-  EXPECT_EQ(helper.last().state, ConnectivityState::kConnecting);
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  helper.Find("c:1")->SetStateForTesting(ConnectivityState::kReady);
-  ASSERT_EQ(helper.last().state, ConnectivityState::kReady);
-  std::vector<std::string> picks = PickSequence(*helper.last().picker, 6);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting);
+  helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  helper.subchannel("c:1")->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(helper.last_state().state, ConnectivityState::kReady);
+  std::vector<std::string> picks = PickAddresses(*helper.last_state().picker, 6);
   // Starts at a random index, then strictly alternates a, c.
   for (size_t i = 1; i < picks.size(); ++i) EXPECT_NE(picks[i], picks[i - 1]);
   EXPECT_EQ(std::count(picks.begin(), picks.end(), "a:1"), 3);
@@ -221,23 +223,24 @@ TEST(RoundRobin, AllEndpointsFailedIsStickyTransientFailure) {
   auto rr = Build("round_robin", &helper);
   rr->UpdateResolverState(Update({{"a:1"}, {"b:1"}}));
   for (const char* address : {"a:1", "b:1"}) {
-    helper.Find(address)->SetStateForTesting(
+    helper.subchannel(address)->SetState(
         ConnectivityState::kTransientFailure,
         grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string("no ") + address));
   }
-  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_NE(PickSequence(*helper.last().picker, 1)[0].find("round_robin: no ready endpoint"),
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_NE(PickAddresses(*helper.last_state().picker, 1)[0].find("round_robin: no ready endpoint"),
             std::string::npos);
-  helper.Find("b:1")->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kReady);
-  EXPECT_EQ(PickSequence(*helper.last().picker, 2), (std::vector<std::string>{"b:1", "b:1"}));
+  helper.subchannel("b:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kReady);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 2),
+            (std::vector<std::string>{"b:1", "b:1"}));
 }
 
 TEST(RoundRobin, NoEndpointsIsAnError) {
   FakeHelper helper;
   auto rr = Build("round_robin", &helper);
   EXPECT_FALSE(rr->UpdateResolverState(Update({})).ok());
-  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
 }
 
 // ---- custom_round_robin ----
@@ -248,13 +251,14 @@ TEST(CustomRoundRobin, IsReadyOnlyOnceTwoChildrenAreReady) {
   ASSERT_TRUE(crr->UpdateResolverState(
                      Update({{"a:1"}, {"b:1"}}, R"({"chooseSecond":3})", "custom_round_robin"))
                   .ok());
-  EXPECT_EQ(helper.last().state, ConnectivityState::kConnecting);
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kConnecting) << "one READY child is not enough";
-  EXPECT_EQ(PickSequence(*helper.last().picker, 1)[0], "queue");
-  helper.Find("b:1")->SetStateForTesting(ConnectivityState::kReady);
-  ASSERT_EQ(helper.last().state, ConnectivityState::kReady);
-  EXPECT_EQ(PickSequence(*helper.last().picker, 6),
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting);
+  helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting)
+      << "one READY child is not enough";
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 1)[0], "queue");
+  helper.subchannel("b:1")->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(helper.last_state().state, ConnectivityState::kReady);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 6),
             (std::vector<std::string>{"a:1", "a:1", "b:1", "a:1", "a:1", "b:1"}));
 }
 
@@ -264,18 +268,18 @@ TEST(CustomRoundRobin, FewerThanTwoEndpointsIsRejectedClearly) {
   grpc::Status status = crr->UpdateResolverState(Update({{"a:1"}}, "{}", "custom_round_robin"));
   EXPECT_FALSE(status.ok());
   EXPECT_NE(status.error_message().find("needs at least 2 endpoints, got 1"), std::string::npos);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
 }
 
 TEST(CustomRoundRobin, AFailedChildMakesItTransientFailure) {
   FakeHelper helper;
   auto crr = Build("custom_round_robin", &helper);
   crr->UpdateResolverState(Update({{"a:1"}, {"b:1"}}, "{}", "custom_round_robin"));
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  helper.Find("b:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "b refused"));
-  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_NE(helper.last().status.error_message().find("b refused"), std::string::npos);
+  helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  helper.subchannel("b:1")->SetState(ConnectivityState::kTransientFailure,
+                                     grpc::Status(grpc::StatusCode::UNAVAILABLE, "b refused"));
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_NE(helper.last_state().status.error_message().find("b refused"), std::string::npos);
 }
 
 }  // namespace
@@ -299,13 +303,13 @@ TEST(PickFirst, ConnectsInInterleavedOrder) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"[::1]:1", "[::1]:2", "127.0.0.1:3"}}));
-  EXPECT_EQ(helper.Find("[::1]:1")->connection_requests_for_testing(), 1);
+  EXPECT_EQ(helper.subchannel("[::1]:1")->connection_requests(), 1);
   helper.FireTimers();
-  EXPECT_EQ(helper.Find("127.0.0.1:3")->connection_requests_for_testing(), 1)
+  EXPECT_EQ(helper.subchannel("127.0.0.1:3")->connection_requests(), 1)
       << "IPv4 second, though listed last";
-  EXPECT_EQ(helper.Find("[::1]:2")->connection_requests_for_testing(), 0);
+  EXPECT_EQ(helper.subchannel("[::1]:2")->connection_requests(), 0);
   helper.FireTimers();
-  EXPECT_EQ(helper.Find("[::1]:2")->connection_requests_for_testing(), 1);
+  EXPECT_EQ(helper.subchannel("[::1]:2")->connection_requests(), 1);
 }
 
 TEST(PickFirst, ShuffleAddressListVariesTheFirstAttempt) {
@@ -315,9 +319,8 @@ TEST(PickFirst, ShuffleAddressListVariesTheFirstAttempt) {
     auto pf = Build("pick_first", &helper);
     pf->UpdateResolverState(Update({{"a:1", "b:1", "c:1", "d:1", "e:1"}},
                                    R"({"shuffleAddressList":true})", "pick_first"));
-    for (const auto& subchannel : helper.created) {
-      if (subchannel->connection_requests_for_testing() == 1)
-        first_attempts.insert(subchannel->address());
+    for (const auto& subchannel : helper.subchannels()) {
+      if (subchannel->connection_requests() == 1) first_attempts.insert(subchannel->address());
     }
   }
   // 40 shuffles of 5 addresses all starting alike: about 1 in 10^27.
@@ -329,7 +332,7 @@ TEST(PickFirst, WithoutShuffleTheFirstAddressIsAlwaysTriedFirst) {
     FakeHelper helper;
     auto pf = Build("pick_first", &helper);
     pf->UpdateResolverState(Update({{"a:1", "b:1", "c:1"}}, "{}", "pick_first"));
-    EXPECT_EQ(helper.Find("a:1")->connection_requests_for_testing(), 1);
+    EXPECT_EQ(helper.subchannel("a:1")->connection_requests(), 1);
   }
 }
 
@@ -345,29 +348,30 @@ TEST(PickFirst, AnUnhealthySelectedSubchannelLeadsToTransientFailureNotAnEndless
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1"}}));
-  auto a = helper.Find("a:1");
-  a->SetStateForTesting(ConnectivityState::kReady);
-  a->SetStateForTesting(ConnectivityState::kTransientFailure,
-                        grpc::Status(grpc::StatusCode::UNAVAILABLE, "a is NOT_SERVING"));
-  EXPECT_EQ(helper.last().state, ConnectivityState::kIdle);
+  auto a = helper.subchannel("a:1");
+  a->SetState(ConnectivityState::kReady);
+  a->SetState(ConnectivityState::kTransientFailure,
+              grpc::Status(grpc::StatusCode::UNAVAILABLE, "a is NOT_SERVING"));
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kIdle);
   pf->ExitIdle();
-  EXPECT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_NE(PickSequence(*helper.last().picker, 1)[0].find("a is NOT_SERVING"), std::string::npos);
-  a->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(helper.last().state, ConnectivityState::kReady) << "and recovers";
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_NE(PickAddresses(*helper.last_state().picker, 1)[0].find("a is NOT_SERVING"),
+            std::string::npos);
+  a->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kReady) << "and recovers";
 }
 
 TEST(PickFirst, TheIdlePickerIsHarmlessOnceThePolicyIsGone) {
   FakeHelper helper;
   auto pf = Build("pick_first", &helper);
   pf->UpdateResolverState(Update({{"a:1"}}));
-  auto a = helper.Find("a:1");
-  a->SetStateForTesting(ConnectivityState::kReady);
-  a->SetStateForTesting(ConnectivityState::kIdle);
-  std::shared_ptr<lbkit::Picker> idle_picker = helper.last().picker;
+  auto a = helper.subchannel("a:1");
+  a->SetState(ConnectivityState::kReady);
+  a->SetState(ConnectivityState::kIdle);
+  std::shared_ptr<lbkit::Picker> idle_picker = helper.last_state().picker;
   pf.reset();
-  EXPECT_EQ(PickSequence(*idle_picker, 2), (std::vector<std::string>{"queue", "queue"}));
-  EXPECT_TRUE(helper.posted.empty()) << "no wake-up posted for a destroyed policy";
+  EXPECT_EQ(PickAddresses(*idle_picker, 2), (std::vector<std::string>{"queue", "queue"}));
+  EXPECT_TRUE((helper.pending_posts() == 0)) << "no wake-up posted for a destroyed policy";
 }
 
 }  // namespace

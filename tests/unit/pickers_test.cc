@@ -1,14 +1,14 @@
 // Pick sequences of custom_round_robin and round_robin pickers.
 #include <gtest/gtest.h>
 
-#include "common/fake_helper.h"
 #include "core/subchannel.h"
 #include "custom_round_robin.h"
+#include "lbkit/testing/fake_helper.h"
 #include "policies/round_robin.h"
 
 namespace {
 
-using lbkit_test::PickSequence;
+using lbkit::testing::PickAddresses;
 
 // A pick_first-like child picker: always the same subchannel.
 class FixedPicker final : public lbkit::Picker {
@@ -27,7 +27,7 @@ class FixedPicker final : public lbkit::Picker {
 std::vector<std::string> CustomSequence(uint32_t choose_second, int n) {
   customlb::CustomRoundRobinPicker picker(std::make_shared<FixedPicker>("first"),
                                           std::make_shared<FixedPicker>("second"), choose_second);
-  return PickSequence(picker, n);
+  return PickAddresses(picker, n);
 }
 
 TEST(CustomRoundRobinPicker, ChooseSecondThreeSendsEveryThirdCallToTheSecond) {
@@ -53,7 +53,7 @@ TEST(CustomRoundRobinPicker, DelegatesQueueAndFailFromTheChosenChild) {
   customlb::CustomRoundRobinPicker picker(
       std::make_shared<lbkit::QueuePicker>(),
       std::make_shared<lbkit::FailPicker>(grpc::Status(grpc::StatusCode::UNAVAILABLE, "down")), 2);
-  EXPECT_EQ(PickSequence(picker, 2), (std::vector<std::string>{"queue", "fail: down"}));
+  EXPECT_EQ(PickAddresses(picker, 2), (std::vector<std::string>{"queue", "fail: down"}));
 }
 
 TEST(RoundRobinPicker, EachThreadRotatesOverEveryChildInOrder) {
@@ -61,7 +61,7 @@ TEST(RoundRobinPicker, EachThreadRotatesOverEveryChildInOrder) {
                                                           std::make_shared<FixedPicker>("b"),
                                                           std::make_shared<FixedPicker>("c")};
   lbkit::internal::RoundRobinPicker picker(children, /*start=*/1);
-  std::vector<std::string> picks = PickSequence(picker, 7);
+  std::vector<std::string> picks = PickAddresses(picker, 7);
   const std::string order = "abc";
   for (size_t i = 1; i < picks.size(); ++i) {
     size_t previous = order.find(picks[i - 1]);
@@ -77,7 +77,7 @@ TEST(RoundRobinPicker, SpreadsEvenlyAcrossThreads) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
-      for (const std::string& address : PickSequence(picker, 1000)) (address == "a" ? a : b)++;
+      for (const std::string& address : PickAddresses(picker, 1000)) (address == "a" ? a : b)++;
     });
   }
   for (auto& thread : threads) thread.join();

@@ -1,0 +1,145 @@
+// The public testing kit (lbkit/testing/fake_helper.h) as a policy author
+// uses it: public headers only, a built-in policy driven through every state.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "lbkit/lbkit.h"
+#include "lbkit/testing/fake_helper.h"
+
+namespace {
+
+using lbkit::ConnectivityState;
+using lbkit::testing::BuildBalancer;
+using lbkit::testing::FakeHelper;
+using lbkit::testing::PickAddresses;
+using std::chrono::milliseconds;
+
+lbkit::BalancerUpdate UpdateOf(std::vector<std::string> addresses,
+                               std::shared_ptr<const lbkit::BalancerConfig> config) {
+  lbkit::BalancerUpdate update;
+  for (std::string& address : addresses) update.endpoints.push_back(lbkit::Endpoint{{address}});
+  update.config = std::move(config);
+  return update;
+}
+
+TEST(TestingKit, DrivesAPolicyThroughIdleConnectingReadyAndTransientFailure) {
+  FakeHelper helper;
+  std::unique_ptr<lbkit::Balancer> policy;
+  std::shared_ptr<const lbkit::BalancerConfig> config;
+  ASSERT_TRUE(BuildBalancer("round_robin", "{}", &helper, &policy, &config).ok());
+  ASSERT_TRUE(policy->UpdateResolverState(UpdateOf({"a:1", "b:1"}, config)).ok());
+  ASSERT_EQ(helper.subchannels().size(), 2u);
+  auto a = helper.subchannel("a:1");
+  auto b = helper.subchannel("b:1");
+  EXPECT_EQ(a->state(), ConnectivityState::kIdle) << "a subchannel starts IDLE";
+  EXPECT_EQ(a->connection_requests(), 1) << "round_robin connects every endpoint";
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 1)[0], "queue");
+
+  a->SetState(ConnectivityState::kConnecting);
+  a->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kReady);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 2),
+            (std::vector<std::string>{"a:1", "a:1"}));
+
+  b->SetState(ConnectivityState::kReady);
+  std::vector<std::string> picks = PickAddresses(*helper.last_state().picker, 4);
+  EXPECT_EQ(std::count(picks.begin(), picks.end(), "a:1"), 2);
+  EXPECT_EQ(std::count(picks.begin(), picks.end(), "b:1"), 2);
+
+  const grpc::Status refused(grpc::StatusCode::UNAVAILABLE, "connection refused");
+  a->SetState(ConnectivityState::kTransientFailure, refused);
+  b->SetState(ConnectivityState::kTransientFailure, refused);
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_NE(PickAddresses(*helper.last_state().picker, 1)[0].find("connection refused"),
+            std::string::npos);
+}
+
+TEST(TestingKit, SubchannelDeliversOnlyChangesAndANewFailureReason) {
+  FakeHelper helper;
+  std::vector<std::string> seen;
+  auto subchannel =
+      helper.CreateSubchannel("a:1", [&seen](ConnectivityState state, const grpc::Status& status) {
+        seen.push_back(std::string(lbkit::ToString(state)) + " " + status.error_message());
+      });
+  auto fake = helper.subchannel("a:1");
+  fake->SetState(ConnectivityState::kConnecting);
+  fake->SetState(ConnectivityState::kConnecting);
+  fake->SetState(ConnectivityState::kTransientFailure,
+                 grpc::Status(grpc::StatusCode::UNAVAILABLE, "x"));
+  fake->SetState(ConnectivityState::kTransientFailure,
+                 grpc::Status(grpc::StatusCode::UNAVAILABLE, "x"));
+  fake->SetState(ConnectivityState::kTransientFailure,
+                 grpc::Status(grpc::StatusCode::UNAVAILABLE, "y"));
+  subchannel->Shutdown();
+  fake->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen.back(), std::string(lbkit::ToString(ConnectivityState::kTransientFailure)) + " y");
+  EXPECT_TRUE(fake->is_shutdown());
+  EXPECT_EQ(helper.subchannel("a:1"), nullptr) << "shut down subchannels are not found";
+}
+
+TEST(TestingKit, TimersFireInDeadlineOrderWhenTheClockAdvances) {
+  FakeHelper helper;
+  std::vector<int> fired;
+  auto late = helper.StartTimer(milliseconds(300), [&] { fired.push_back(300); });
+  auto early = helper.StartTimer(milliseconds(100), [&] { fired.push_back(100); });
+  std::unique_ptr<lbkit::Timer> chained;
+  auto middle = helper.StartTimer(milliseconds(200), [&] {
+    fired.push_back(200);
+    chained = helper.StartTimer(milliseconds(50), [&] { fired.push_back(250); });
+  });
+  helper.AdvanceTime(milliseconds(99));
+  EXPECT_TRUE(fired.empty());
+  helper.AdvanceTime(milliseconds(200));  // now 299
+  EXPECT_EQ(fired, (std::vector<int>{100, 200, 250}));
+  EXPECT_EQ(helper.now(), milliseconds(299));
+  late.reset();  // cancelled before it was due
+  helper.AdvanceTime(milliseconds(1000));
+  EXPECT_EQ(fired, (std::vector<int>{100, 200, 250}));
+  EXPECT_EQ(helper.pending_timers(), 0u);
+}
+
+TEST(TestingKit, FireTimersRunsEveryPendingTimerButNotOneCancelledOnTheWay) {
+  FakeHelper helper;
+  int runs = 0;
+  std::unique_ptr<lbkit::Timer> second;
+  auto first = helper.StartTimer(milliseconds(10), [&] {
+    ++runs;
+    second.reset();  // cancels the other one
+  });
+  second = helper.StartTimer(milliseconds(20), [&] { runs += 100; });
+  helper.FireTimers();
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(TestingKit, PostedWorkRunsWhenTheTestSaysSo) {
+  FakeHelper helper;
+  int runs = 0;
+  helper.Post([&] {
+    ++runs;
+    helper.Post([&] { ++runs; });
+  });
+  EXPECT_EQ(runs, 0);
+  EXPECT_EQ(helper.pending_posts(), 1u);
+  helper.RunPosted();
+  EXPECT_EQ(runs, 2);
+}
+
+TEST(TestingKit, BuildBalancerNamesWhatIsWrong) {
+  FakeHelper helper;
+  std::unique_ptr<lbkit::Balancer> policy;
+  std::shared_ptr<const lbkit::BalancerConfig> config;
+  grpc::Status status = BuildBalancer("no_such_policy", "{}", &helper, &policy, &config);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(status.error_message().find("no_such_policy"), std::string::npos);
+  status = BuildBalancer("round_robin", "{not json", &helper, &policy, &config);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(policy, nullptr);
+}
+
+}  // namespace
