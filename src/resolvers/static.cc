@@ -4,6 +4,7 @@
 #include "core/endpoint_attributes.h"
 #include "core/shown_text.h"
 
+#include <string_view>
 #include <utility>
 
 namespace lbkit {
