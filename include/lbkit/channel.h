@@ -71,7 +71,20 @@ class Channel : public grpc::ChannelInterface {
 
 // Creates a channel for `target` ("static:///host:port,host:port",
 // "manual:///" with options.resolver, or any registered scheme). Never returns
-// null. On a bad target (malformed, unknown scheme, a resolver refusing it)
+// null.
+//
+// A static target lists endpoints, comma-separated, each an address
+// ("host:port", "[v6]:port", "unix:/path") optionally followed by endpoint
+// attributes (resolver.h), ";key=value" each:
+//   static:///10.0.0.1:50051;weight=3;hash_key=a;zone=eu,10.0.0.2:50051
+// `weight` is a whole number from 1 to 4294967295 (default 1), `hash_key` any
+// value, other keys are free-form values. Keys and values are non-empty and
+// hold no whitespace, control byte, ',', ';' or '='; a key appears once; at
+// most 4096 bytes of attributes per endpoint. The list starts right after the
+// third '/': "static:////host:port" is rejected.
+//
+// On a bad target (malformed, unknown scheme, a resolver refusing it: a bad
+// address or bad attributes in a static target)
 // the returned channel is in TRANSIENT_FAILURE and fails every call with
 // UNAVAILABLE and a message naming the problem; `status`, if not null,
 // receives INVALID_ARGUMENT with that message (OK on success).

@@ -8,6 +8,8 @@
 #ifndef LBKIT_RESOLVER_H_
 #define LBKIT_RESOLVER_H_
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,12 +19,46 @@
 
 namespace lbkit {
 
+// What a resolver says about an endpoint beyond its addresses; a policy reads
+// it (a weighted policy the weight, ring_hash the hash key, a locality-aware
+// one values such as "zone"). lbkit itself only checks and carries it.
+//
+// Requires, from a resolver: weight >= 1. An endpoint with weight 0 is a bad
+// endpoint: the channel drops it and logs why, as it does a bad address.
+// Promises, to a policy: every endpoint it receives has weight >= 1, and the
+// attributes the resolver set, unchanged.
+//
+// In a static target they follow an address after ';' as key=value pairs
+// (see CreateChannel in channel.h): "static:///10.0.0.1:50051;weight=3;zone=eu".
+struct EndpointAttributes {
+  uint32_t weight = 1;                        // relative weight; 1 when the resolver says nothing
+  std::string hash_key;                       // the key ring_hash places it by; empty: none
+  std::map<std::string, std::string> values;  // anything else, free-form ("zone" -> "eu")
+
+  bool operator==(const EndpointAttributes& other) const {
+    return weight == other.weight && hash_key == other.hash_key && values == other.values;
+  }
+  bool operator!=(const EndpointAttributes& other) const { return !(*this == other); }
+};
+
 // One logical backend: one or more addresses ("host:port", "[v6]:port",
-// "unix:/path") that all reach it. pick_first tries them in order.
+// "unix:/path") that all reach it, and its attributes. pick_first tries the
+// addresses in order.
+//
+// Endpoint{{"a:1"}} and Endpoint{{"a:1"}, attributes} both work: attributes
+// default to weight 1 and nothing else.
+//
+// Two endpoints are equal when their addresses (in order) and attributes are.
+// EndpointSharding identifies an endpoint by its set of addresses alone (see
+// EndpointKey in endpoint_sharding.h): reordering its addresses or changing
+// its attributes updates the same child, with its connections.
 struct Endpoint {
   std::vector<std::string> addresses;
+  EndpointAttributes attributes{};  // `{}`: no -Wmissing-field-initializers for Endpoint{{"a:1"}}
 
-  bool operator==(const Endpoint& other) const { return addresses == other.addresses; }
+  bool operator==(const Endpoint& other) const {
+    return addresses == other.addresses && attributes == other.attributes;
+  }
   bool operator!=(const Endpoint& other) const { return !(*this == other); }
 };
 

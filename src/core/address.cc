@@ -5,17 +5,15 @@
 
 #include <cctype>
 
+#include "core/shown_text.h"
+
 namespace lbkit {
 namespace internal {
 namespace {
 
-constexpr size_t kMaxShown = 200;  // a huge bad address is not copied whole
-
 grpc::Status Bad(const std::string& address, const std::string& why) {
-  std::string shown = address.size() > kMaxShown ? address.substr(0, kMaxShown) + "... (" +
-                                                       std::to_string(address.size()) + " bytes)"
-                                                 : address;
-  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad address \"" + shown + "\": " + why);
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "bad address \"" + Shown(address) + "\": " + why);
 }
 
 grpc::Status CheckSocketPath(const std::string& address, const std::string& path) {

@@ -13,6 +13,7 @@
 
 #include "core/address.h"
 #include "core/lame_channel.h"
+#include "core/shown_text.h"
 #include "core/stub_adapter.h"
 #include "core/trace.h"
 
@@ -215,13 +216,24 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
   Trace(TraceFlag::kResolver, target_, ": update with ", update.endpoints.size(), " endpoint(s)",
         update.service_config.empty() ? "" : " and a service config");
   // An address no connection can be made to is dropped (an endpoint left
-  // with none goes too), and said so; an update with nothing usable left is
-  // a resolver error: the last good endpoints stay, or with none the channel
-  // fails with the reason.
+  // with none goes too), and so is every address of an endpoint with weight
+  // 0 (policies are promised weight >= 1), and said so; an update with
+  // nothing usable left is a resolver error: the last good endpoints stay, or
+  // with none the channel fails with the reason. A kept endpoint keeps its
+  // attributes.
   size_t dropped = 0;
   std::string first_bad;
   std::vector<Endpoint> usable;
   for (Endpoint& endpoint : update.endpoints) {
+    if (endpoint.attributes.weight == 0) {
+      if (dropped == 0) {
+        first_bad = "endpoint with weight 0 (weights must be positive), address " +
+                    (endpoint.addresses.empty() ? std::string("none")
+                                                : "\"" + Shown(endpoint.addresses[0]) + "\"");
+      }
+      dropped += std::max<size_t>(endpoint.addresses.size(), 1);
+      continue;
+    }
     Endpoint kept;
     for (std::string& address : endpoint.addresses) {
       grpc::Status status = CheckAddress(address);
@@ -231,6 +243,7 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
         first_bad = status.error_message();
       }
     }
+    kept.attributes = std::move(endpoint.attributes);
     if (!kept.addresses.empty()) usable.push_back(std::move(kept));
   }
   if (dropped > 0) {

@@ -4,10 +4,13 @@
 #include <cctype>
 #include <exception>
 
+#include "core/shown_text.h"
 #include "lbkit/registry.h"
 
 namespace lbkit {
 namespace {
+
+using internal::Shown;
 
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid service config: " + message);
@@ -24,27 +27,6 @@ nlohmann::json SinglePolicyList(const std::string& name) {
 // before parsing, so that hostile input cannot exhaust the control thread's
 // stack inside the JSON library.
 constexpr int kMaxNestingDepth = 64;
-
-// A bounded, printable excerpt of input for an error message: a huge config
-// is not copied into every failing call's status, and a NUL byte does not
-// cut the message short.
-std::string Shown(const std::string& text) {
-  constexpr size_t kMax = 200;
-  std::string out;
-  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > kMax) out += "... (" + std::to_string(text.size()) + " bytes)";
-  return out;
-}
 
 // The deepest nesting of arrays and objects in `json`, outside strings;
 // stops counting past `limit`.

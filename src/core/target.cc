@@ -1,5 +1,7 @@
 #include <cctype>
 
+#include "core/shown_text.h"
+
 #include "lbkit/resolver.h"
 
 namespace lbkit {
@@ -7,7 +9,7 @@ namespace lbkit {
 grpc::Status ParseTarget(const std::string& uri, Target* target) {
   auto invalid = [&uri](const std::string& why) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "invalid target \"" + uri + "\": " + why);
+                        "invalid target \"" + internal::Shown(uri) + "\": " + why);
   };
   size_t colon = uri.find(':');
   if (colon == std::string::npos) {
@@ -19,7 +21,7 @@ grpc::Status ParseTarget(const std::string& uri, Target* target) {
   }
   for (char c : scheme) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '+' && c != '-' && c != '.') {
-      return invalid("bad character '" + std::string(1, c) + "' in the scheme");
+      return invalid("bad character '" + internal::Shown(std::string(1, c)) + "' in the scheme");
     }
   }
   Target parsed;

@@ -1,28 +1,42 @@
 #include "lbkit/endpoint_sharding.h"
 
+#include "lbkit/registry.h"
+
 #include <algorithm>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 
 namespace lbkit {
-namespace {
 
-// An endpoint is identified by its set of addresses.
 std::string EndpointKey(const Endpoint& endpoint) {
-  if (endpoint.addresses.size() == 1) return endpoint.addresses[0] + '\n';  // no copy, no sort
+  // Each address length-prefixed, so that no two address lists share a key
+  // whatever bytes the addresses hold.
+  auto append = [](std::string* key, const std::string& address) {
+    *key += std::to_string(address.size());
+    *key += ':';
+    *key += address;
+  };
+  std::string key;
+  if (endpoint.addresses.size() == 1) {  // the usual case: no copy, no sort
+    append(&key, endpoint.addresses[0]);
+    return key;
+  }
   std::vector<std::string> addresses = endpoint.addresses;
   std::sort(addresses.begin(), addresses.end());
-  std::string key;
-  for (const std::string& address : addresses) key += address + '\n';
+  for (const std::string& address : addresses) append(&key, address);
   return key;
 }
-
-}  // namespace
 
 EndpointSharding::EndpointSharding(Helper* helper, ChangeCallback on_change,
                                    std::string child_policy)
     : helper_(helper), on_change_(std::move(on_change)), child_policy_(std::move(child_policy)) {}
+
+EndpointSharding::EndpointSharding(Helper* helper, ReadyPicker ready, std::string child_policy)
+    : helper_(helper), ready_(std::move(ready)), child_policy_(std::move(child_policy)) {
+  if (ready_.min_ready == 0) ready_.min_ready = 1;
+}
 
 EndpointSharding::~EndpointSharding() {
   updating_ = true;  // children going away report nothing upward
@@ -31,9 +45,30 @@ EndpointSharding::~EndpointSharding() {
 
 grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
                                       std::shared_ptr<const BalancerConfig> child_config) {
+  // A child never sees a null config: "default" is what its builder makes of {}.
+  const bool config_changed = child_config != requested_config_;
+  requested_config_ = child_config;
+  if (child_config == nullptr) {
+    if (default_config_ == nullptr) {
+      std::shared_ptr<const BalancerBuilder> builder = FindBalancer(child_policy_);
+      if (builder == nullptr) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            "child policy \"" + child_policy_ + "\" is not registered");
+      }
+      grpc::Status status = builder->ParseConfig(nlohmann::json::object(), &default_config_);
+      if (!status.ok() || default_config_ == nullptr) {
+        default_config_ = nullptr;
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "child policy \"" + child_policy_ + "\" rejects its default config {}" +
+                                (status.ok() ? "" : ": " + status.error_message()));
+      }
+    }
+    child_config = default_config_;
+  }
+  child_config_ = std::move(child_config);
   updating_ = true;
-  const bool config_changed = child_config != child_config_;
-  child_config_ = child_config;
+  endpoints_given_ = endpoints.size();
+  resolver_error_ = grpc::Status::OK;
 
   // Every key first, in storage that stays put while `index` views it.
   std::vector<std::string> new_keys;
@@ -67,12 +102,13 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
     if (!inserted) {
       const size_t from = it->second;
       it->second = kTaken;
-      const bool reordered = children_[from].endpoint != endpoint;
-      children.push_back({endpoint, std::move(children_[from].state)});
+      // Reordered addresses or new attributes: same child, told of the change.
+      const bool changed = children_[from].endpoint != endpoint;
+      children.push_back({endpoint, std::move(children_[from].state), children_[from].failing});
       balancers.push_back(std::move(balancers_[from]));
       slots.push_back(std::move(slots_[from]));
       *slots.back() = index;
-      if (reordered || config_changed) to_update.push_back(index);
+      if (changed || config_changed) to_update.push_back(index);
     } else {
       auto slot = std::make_shared<size_t>(index);
       grpc::Status status;
@@ -83,7 +119,8 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
         result = status;
         continue;
       }
-      children.push_back({endpoint, child->state()});
+      children.push_back(
+          {endpoint, child->state(), child->state().state == ConnectivityState::kTransientFailure});
       balancers.push_back(std::move(child));
       slots.push_back(std::move(slot));
       to_update.push_back(index);
@@ -109,21 +146,96 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
     if (!status.ok()) result = status;
   }
   updating_ = false;
-  if (on_change_) on_change_();
+  Changed();
+  if (result.ok() && ready_.build) result = Impossible();
   return result;
 }
 
 void EndpointSharding::OnChildState(size_t index, const BalancerState& state) {
-  children_[index].state = state;
+  Child& child = children_[index];
+  child.state = state;
+  if (state.state == ConnectivityState::kTransientFailure) {
+    child.failing = true;
+    if (!state.status.ok()) last_child_error_ = state.status;
+  } else if (state.state == ConnectivityState::kReady) {
+    child.failing = false;
+  }
   if (updating_) return;
-  if (on_change_) on_change_();
+  Changed();
   if (reconnect_idle_children_ && state.state == ConnectivityState::kIdle) {
     balancers_[index]->ExitIdle();
   }
 }
 
+void EndpointSharding::Changed() {
+  if (on_change_) on_change_();
+  if (ready_.build) helper_->UpdateState(ReadyPickerState());
+}
+
+grpc::Status EndpointSharding::Impossible() const {
+  auto unavailable = [this](const std::string& why) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, ready_.policy_name + ": " + why);
+  };
+  if (children_.empty() && !resolver_error_.ok()) {
+    return unavailable("resolver error: " + resolver_error_.error_message());
+  }
+  if (endpoints_given_ == 0) return unavailable("the resolver returned no endpoints");
+  if (children_.size() < ready_.min_ready) {
+    std::string why = "needs at least " + std::to_string(ready_.min_ready) + " endpoints, got " +
+                      std::to_string(children_.size());
+    if (endpoints_given_ != children_.size()) {
+      why += " distinct (" + std::to_string(endpoints_given_) +
+             " given; endpoints with the same addresses are one)";
+    }
+    return unavailable(why);
+  }
+  return grpc::Status::OK;
+}
+
+BalancerState EndpointSharding::ReadyPickerState() const {
+  BalancerState update;
+  std::vector<const Child*> ready;
+  size_t failing = 0;
+  for (const Child& child : children_) {
+    if (child.state.state == ConnectivityState::kReady) ready.push_back(&child);
+    if (child.failing) ++failing;
+  }
+  if (ready.size() >= ready_.min_ready) {
+    update.state = ConnectivityState::kReady;
+    update.picker = ready_.build(ready);
+    return update;
+  }
+  grpc::Status impossible = Impossible();
+  if (impossible.ok() && children_.size() - failing < ready_.min_ready) {
+    // Too many children failing (sticky, as gRPC's round_robin): name the
+    // latest child error, or if none said why, the count alone.
+    std::string why = ready_.min_ready == 1
+                          ? "no ready endpoint"
+                          : "fewer than " + std::to_string(ready_.min_ready) +
+                                " endpoints can connect (" + std::to_string(failing) + " of " +
+                                std::to_string(children_.size()) + " failing)";
+    grpc::Status last = last_child_error_;
+    if (last.ok()) AggregateState(&last);
+    if (!last.error_message().empty()) why += "; last error: " + last.error_message();
+    impossible = grpc::Status(grpc::StatusCode::UNAVAILABLE, ready_.policy_name + ": " + why);
+  }
+  if (!impossible.ok()) {
+    update.state = ConnectivityState::kTransientFailure;
+    update.status = impossible;
+    update.picker = std::make_shared<FailPicker>(std::move(impossible));
+    return update;
+  }
+  update.state = ConnectivityState::kConnecting;
+  update.picker = std::make_shared<QueuePicker>();
+  return update;
+}
+
 void EndpointSharding::ResolverError(const grpc::Status& status) {
   for (auto& balancer : balancers_) balancer->ResolverError(status);
+  if (ready_.build && children_.empty()) {
+    resolver_error_ = status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "unknown") : status;
+    Changed();
+  }
 }
 
 void EndpointSharding::ExitIdle() {

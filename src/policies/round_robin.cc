@@ -12,71 +12,34 @@ namespace {
 
 class RoundRobinConfig final : public BalancerConfig {};
 
+// EndpointSharding publishes every state but READY (CONNECTING, sticky
+// TRANSIENT_FAILURE naming the last child error, no endpoints, resolver
+// errors); round_robin only builds the READY picker.
 class RoundRobin final : public Balancer {
  public:
   explicit RoundRobin(Helper* helper)
-      : helper_(helper), sharding_(helper, [this] { UpdatePicker(); }) {}
+      : sharding_(helper,
+                  EndpointSharding::ReadyPicker{
+                      "round_robin", 1, [this](const auto& ready) { return MakePicker(ready); }}) {}
 
   grpc::Status UpdateResolverState(BalancerUpdate update) override {
-    if (update.endpoints.empty()) {
-      no_endpoints_ = true;
-      sharding_.Update({});
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                          "round_robin: the resolver returned no endpoints");
-    }
-    no_endpoints_ = false;
     return sharding_.Update(update.endpoints);
   }
-
-  void ResolverError(const grpc::Status& status) override {
-    if (sharding_.children().empty()) {
-      resolver_error_ = status;
-      UpdatePicker();
-    }
-  }
-
+  void ResolverError(const grpc::Status& status) override { sharding_.ResolverError(status); }
   void ExitIdle() override { sharding_.ExitIdle(); }
   void ResetBackoff() override { sharding_.ResetBackoff(); }
 
  private:
-  void UpdatePicker() {
-    std::vector<std::shared_ptr<Picker>> ready;
-    ready.reserve(sharding_.children().size());
-    for (const EndpointSharding::Child& child : sharding_.children()) {
-      if (child.state.state == ConnectivityState::kReady) ready.push_back(child.state.picker);
-    }
-    BalancerState update;
-    if (!ready.empty()) {
-      uint64_t start = std::uniform_int_distribution<uint64_t>(0, ready.size() - 1)(rng_);
-      update.state = ConnectivityState::kReady;
-      update.picker = std::make_shared<RoundRobinPicker>(std::move(ready), start);
-    } else {
-      grpc::Status child_error;
-      ConnectivityState aggregate = sharding_.AggregateState(&child_error);
-      if (aggregate == ConnectivityState::kTransientFailure ||
-          state_ == ConnectivityState::kTransientFailure) {
-        std::string why = no_endpoints_ ? "the resolver returned no endpoints"
-                          : !resolver_error_.ok() && sharding_.children().empty()
-                              ? "resolver error: " + resolver_error_.error_message()
-                              : "no ready endpoint; last error: " + child_error.error_message();
-        update.status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "round_robin: " + why);
-        update.state = ConnectivityState::kTransientFailure;
-        update.picker = std::make_shared<FailPicker>(update.status);
-      } else {
-        update.state = ConnectivityState::kConnecting;
-        update.picker = std::make_shared<QueuePicker>();
-      }
-    }
-    state_ = update.state;
-    helper_->UpdateState(std::move(update));
+  std::shared_ptr<Picker> MakePicker(const std::vector<const EndpointSharding::Child*>& ready) {
+    std::vector<std::shared_ptr<Picker>> pickers;
+    pickers.reserve(ready.size());
+    for (const EndpointSharding::Child* child : ready) pickers.push_back(child->state.picker);
+    uint64_t start = std::uniform_int_distribution<uint64_t>(0, pickers.size() - 1)(rng_);
+    return std::make_shared<RoundRobinPicker>(std::move(pickers), start);
   }
 
-  Helper* helper_;
+  std::mt19937_64 rng_{std::random_device{}()};  // before sharding_: its picker builder uses it
   EndpointSharding sharding_;
-  ConnectivityState state_ = ConnectivityState::kIdle;
-  bool no_endpoints_ = false;
-  grpc::Status resolver_error_;
-  std::mt19937_64 rng_{std::random_device{}()};
 };
 
 class RoundRobinBuilder final : public BalancerBuilder {

@@ -1,8 +1,10 @@
 #include "resolvers/static.h"
 
 #include "core/address.h"
+#include "core/endpoint_attributes.h"
+#include "core/shown_text.h"
 
-#include <cctype>
+#include <string_view>
 #include <utility>
 
 namespace lbkit {
@@ -23,42 +25,72 @@ class StaticResolverFactory final : public ResolverFactory {
  public:
   std::string scheme() const override { return "static"; }
   grpc::Status Create(const Target& target, std::shared_ptr<Resolver>* resolver) const override {
-    std::vector<std::string> addresses;
-    grpc::Status status = ParseAddressList(target.endpoint, &addresses);
-    if (!status.ok()) {
-      return grpc::Status(status.error_code(),
-                          "target \"" + target.uri + "\": " + status.error_message());
+    auto invalid = [&target](const std::string& why) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "target \"" + Shown(target.uri) + "\": " + why);
+    };
+    // "static:////127.0.0.1:1" would otherwise read as the address
+    // "/127.0.0.1:1" and fail with a misleading reason.
+    if (!target.endpoint.empty() && target.endpoint[0] == '/') {
+      return invalid(
+          "the address list starts with '/' (one slash too many? expected "
+          "static:///host:port; a socket is static:///unix:/path)");
     }
     ResolverState state;
-    for (std::string& address : addresses)
-      state.endpoints.push_back(Endpoint{{std::move(address)}});
+    grpc::Status status = ParseEndpointList(target.endpoint, &state.endpoints);
+    if (!status.ok()) return invalid(status.error_message());
     *resolver = std::make_shared<StaticResolver>(std::move(state));
     return grpc::Status::OK;
   }
 };
 
+std::string_view Trimmed(std::string_view text) {
+  size_t first = text.find_first_not_of(" \t");
+  if (first == std::string_view::npos) return {};
+  size_t last = text.find_last_not_of(" \t");
+  return text.substr(first, last - first + 1);
+}
+
 }  // namespace
 
-grpc::Status ParseAddressList(const std::string& list, std::vector<std::string>* addresses) {
-  std::vector<std::string> result;
+grpc::Status ParseEndpointList(const std::string& list, std::vector<Endpoint>* endpoints) {
+  std::vector<Endpoint> result;
   size_t start = 0;
   while (start <= list.size()) {
     size_t end = list.find(',', start);
     if (end == std::string::npos) end = list.size();
-    std::string address = list.substr(start, end - start);
-    size_t first = address.find_first_not_of(" \t");
-    size_t last = address.find_last_not_of(" \t");
-    address = first == std::string::npos ? "" : address.substr(first, last - first + 1);
+    std::string_view item = Trimmed(std::string_view(list).substr(start, end - start));
+    if (item.empty()) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          list.empty() ? "no addresses" : "empty address in \"" + Shown(list) + "\"");
+    }
+    size_t semicolon = item.find(';');
+    Endpoint endpoint;
+    endpoint.addresses.emplace_back(Trimmed(item.substr(0, semicolon)));
+    const std::string& address = endpoint.addresses[0];
     if (address.empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          list.empty() ? "no addresses" : "empty address in \"" + list + "\"");
+                          "no address before ';' in \"" + Shown(item) + "\"");
     }
     grpc::Status status = CheckAddress(address);
     if (!status.ok()) return status;
-    result.push_back(std::move(address));
+    if (semicolon != std::string_view::npos) {
+      std::string_view attributes = item.substr(semicolon + 1);
+      if (attributes.empty()) {
+        status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "';' with nothing after it");
+      } else {
+        status = ParseEndpointAttributes(attributes, &endpoint.attributes);
+      }
+      if (!status.ok()) {
+        return grpc::Status(status.error_code(),
+                            "endpoint \"" + Shown(address) + "\": " + status.error_message());
+      }
+    }
+    result.push_back(std::move(endpoint));
     start = end + 1;
   }
-  *addresses = std::move(result);
+  *endpoints = std::move(result);
   return grpc::Status::OK;
 }
 

@@ -282,6 +282,41 @@ TEST(CustomRoundRobin, AFailedChildMakesItTransientFailure) {
   EXPECT_NE(helper.last_state().status.error_message().find("b refused"), std::string::npos);
 }
 
+TEST(CustomRoundRobin, TwoIdenticalAddressesFailWithAReasonNotAnEmptyLastError) {
+  FakeHelper helper;
+  auto crr = Build("custom_round_robin", &helper);
+  grpc::Status status =
+      crr->UpdateResolverState(Update({{"a:1"}, {"a:1"}}, "{}", "custom_round_robin"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
+                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
+  ASSERT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
+  const std::string message = helper.last().status.error_message();
+  EXPECT_EQ(message,
+            "custom_round_robin: needs at least 2 endpoints, got 1 distinct (2 given; endpoints "
+            "with the same addresses are one)");
+  EXPECT_NE(message.back(), ' ');
+}
+
+TEST(CustomRoundRobin, ANullConfigMeansTheDefaultSplit) {
+  FakeHelper helper;
+  auto crr = Build("custom_round_robin", &helper);
+  ASSERT_TRUE(crr->UpdateResolverState(Update({{"a:1"}, {"b:1"}})).ok()) << "config left null";
+  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
+  helper.Find("b:1")->SetStateForTesting(ConnectivityState::kReady);
+  ASSERT_EQ(helper.last().state, ConnectivityState::kReady);
+  EXPECT_EQ(PickSequence(*helper.last().picker, 3), (std::vector<std::string>{"a:1", "a:1", "b:1"}))
+      << "chooseSecond 3";
+}
+
+TEST(RoundRobin, AResolverErrorBeforeAnyEndpointIsTransientFailureNamingIt) {
+  FakeHelper helper;
+  auto rr = Build("round_robin", &helper);
+  rr->ResolverError(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no such host"));
+  ASSERT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(helper.last().status.error_message(), "round_robin: resolver error: no such host");
+}
+
 }  // namespace
 
 namespace {

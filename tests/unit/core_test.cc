@@ -40,14 +40,16 @@ TEST(ParseTarget, MalformedTargetsAreClearErrors) {
 }
 
 TEST(StaticAddressList, AcceptsHostsIpv6AndUnixAndRejectsTheRest) {
-  std::vector<std::string> addresses;
+  std::vector<lbkit::Endpoint> endpoints;
   ASSERT_TRUE(
-      lbkit::internal::ParseAddressList("localhost:50050, [::1]:1,unix:/tmp/s", &addresses).ok());
-  EXPECT_EQ(addresses, (std::vector<std::string>{"localhost:50050", "[::1]:1", "unix:/tmp/s"}));
+      lbkit::internal::ParseEndpointList("localhost:50050, [::1]:1,unix:/tmp/s", &endpoints).ok());
+  EXPECT_EQ(endpoints, (std::vector<lbkit::Endpoint>{lbkit::Endpoint{{"localhost:50050"}},
+                                                     lbkit::Endpoint{{"[::1]:1"}},
+                                                     lbkit::Endpoint{{"unix:/tmp/s"}}}));
   for (const char* bad :
        {"", "a:1,,b:2", "nohost", "host:", "host:x", "host:70000", ":80", "::1:80", "[::1:80",
         "[]:1", "[zzz]:1", "[::1%]:1", "/127.0.0.1:80", "ho st:80", "unix:", "unix-abstract:"}) {
-    grpc::Status status = lbkit::internal::ParseAddressList(bad, &addresses);
+    grpc::Status status = lbkit::internal::ParseEndpointList(bad, &endpoints);
     EXPECT_FALSE(status.ok()) << bad;
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
   }

@@ -3,91 +3,38 @@
 #include <cmath>
 #include <limits>
 #include <string>
-#include <vector>
 
 namespace customlb {
 namespace {
 
+// EndpointSharding keeps one pick_first child per endpoint and publishes
+// every state but READY: CONNECTING while two children may still become
+// READY, TRANSIENT_FAILURE naming why once they cannot. This policy only
+// says what READY means: the first two READY children, split by chooseSecond.
 class CustomRoundRobin final : public lbkit::Balancer {
  public:
   explicit CustomRoundRobin(lbkit::Helper* helper)
-      : helper_(helper), children_(helper, [this] { UpdatePicker(); }) {}
+      : children_(helper, lbkit::EndpointSharding::ReadyPicker{
+                              "custom_round_robin", 2, [this](const auto& ready) {
+                                return std::make_shared<CustomRoundRobinPicker>(
+                                    ready[0]->state.picker, ready[1]->state.picker, choose_second_);
+                              }}) {}
 
   grpc::Status UpdateResolverState(lbkit::BalancerUpdate update) override {
-    config_ = std::static_pointer_cast<const CustomRoundRobinConfig>(update.config);
-    if (update.endpoints.size() < 2) {
-      error_ = grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                            "custom_round_robin needs at least 2 endpoints, got " +
-                                std::to_string(update.endpoints.size()));
-      children_.Update({});
-      return error_;
-    }
-    error_ = grpc::Status::OK;
+    // The channel always passes the parsed config; a parent that passes none
+    // gets the default rather than a crash.
+    auto config = std::dynamic_pointer_cast<const CustomRoundRobinConfig>(update.config);
+    choose_second_ =
+        config != nullptr ? config->choose_second : CustomRoundRobinConfig().choose_second;
     return children_.Update(update.endpoints);
   }
-
-  void ResolverError(const grpc::Status& status) override {
-    if (!children_.children().empty()) return;  // keep using what we have
-    error_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, status.error_message());
-    UpdatePicker();
-  }
-
+  void ResolverError(const grpc::Status& status) override { children_.ResolverError(status); }
   void ExitIdle() override { children_.ExitIdle(); }
   void ResetBackoff() override { children_.ResetBackoff(); }
 
  private:
-  void UpdatePicker() {
-    if (!error_.ok()) {
-      Publish(lbkit::ConnectivityState::kTransientFailure,
-              std::make_shared<lbkit::FailPicker>(error_), error_);
-      return;
-    }
-    std::vector<std::shared_ptr<lbkit::Picker>> ready;
-    for (const auto& child : children_.children()) {
-      if (child.state.state == lbkit::ConnectivityState::kReady)
-        ready.push_back(child.state.picker);
-    }
-    if (ready.size() >= 2) {
-      Publish(lbkit::ConnectivityState::kReady,
-              std::make_shared<CustomRoundRobinPicker>(ready[0], ready[1], config_->choose_second),
-              grpc::Status::OK);
-      return;
-    }
-    // Two READY children are impossible while fewer than two could still
-    // connect: report the failure instead of leaving calls waiting.
-    size_t failed = 0;
-    grpc::Status child_error;
-    for (const auto& child : children_.children()) {
-      if (child.state.state == lbkit::ConnectivityState::kTransientFailure) {
-        ++failed;
-        child_error = child.state.status;
-      }
-    }
-    if (failed + 2 > children_.children().size()) {
-      grpc::Status status(grpc::StatusCode::UNAVAILABLE,
-                          "custom_round_robin: fewer than 2 endpoints can connect; last error: " +
-                              child_error.error_message());
-      Publish(lbkit::ConnectivityState::kTransientFailure,
-              std::make_shared<lbkit::FailPicker>(status), status);
-      return;
-    }
-    Publish(lbkit::ConnectivityState::kConnecting, std::make_shared<lbkit::QueuePicker>(),
-            grpc::Status::OK);
-  }
-
-  void Publish(lbkit::ConnectivityState state, std::shared_ptr<lbkit::Picker> picker,
-               grpc::Status status) {
-    lbkit::BalancerState update;
-    update.state = state;
-    update.picker = std::move(picker);
-    update.status = std::move(status);
-    helper_->UpdateState(std::move(update));
-  }
-
-  lbkit::Helper* helper_;
+  uint32_t choose_second_ = CustomRoundRobinConfig().choose_second;  // before children_
   lbkit::EndpointSharding children_;
-  std::shared_ptr<const CustomRoundRobinConfig> config_;
-  grpc::Status error_;
 };
 
 }  // namespace
