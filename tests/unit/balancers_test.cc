@@ -288,10 +288,10 @@ TEST(CustomRoundRobin, TwoIdenticalAddressesFailWithAReasonNotAnEmptyLastError) 
   grpc::Status status =
       crr->UpdateResolverState(Update({{"a:1"}, {"a:1"}}, "{}", "custom_round_robin"));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
-  ASSERT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
-  const std::string message = helper.last().status.error_message();
+  helper.subchannel("a:1")->SetState(ConnectivityState::kTransientFailure,
+                                     grpc::Status(grpc::StatusCode::UNAVAILABLE, ""));
+  ASSERT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
+  const std::string message = helper.last_state().status.error_message();
   EXPECT_EQ(message,
             "custom_round_robin: needs at least 2 endpoints, got 1 distinct (2 given; endpoints "
             "with the same addresses are one)");
@@ -302,10 +302,11 @@ TEST(CustomRoundRobin, ANullConfigMeansTheDefaultSplit) {
   FakeHelper helper;
   auto crr = Build("custom_round_robin", &helper);
   ASSERT_TRUE(crr->UpdateResolverState(Update({{"a:1"}, {"b:1"}})).ok()) << "config left null";
-  helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  helper.Find("b:1")->SetStateForTesting(ConnectivityState::kReady);
-  ASSERT_EQ(helper.last().state, ConnectivityState::kReady);
-  EXPECT_EQ(PickSequence(*helper.last().picker, 3), (std::vector<std::string>{"a:1", "a:1", "b:1"}))
+  helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  helper.subchannel("b:1")->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(helper.last_state().state, ConnectivityState::kReady);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 3),
+            (std::vector<std::string>{"a:1", "a:1", "b:1"}))
       << "chooseSecond 3";
 }
 
@@ -313,8 +314,9 @@ TEST(RoundRobin, AResolverErrorBeforeAnyEndpointIsTransientFailureNamingIt) {
   FakeHelper helper;
   auto rr = Build("round_robin", &helper);
   rr->ResolverError(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no such host"));
-  ASSERT_EQ(helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_EQ(helper.last().status.error_message(), "round_robin: resolver error: no such host");
+  ASSERT_EQ(helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(helper.last_state().status.error_message(),
+            "round_robin: resolver error: no such host");
 }
 
 }  // namespace

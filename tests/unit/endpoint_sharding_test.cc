@@ -6,17 +6,17 @@
 #include <string>
 #include <vector>
 
-#include "common/fake_helper.h"
 #include "lbkit/endpoint_sharding.h"
 #include "lbkit/registry.h"
+#include "lbkit/testing/fake_helper.h"
 
 namespace {
 
 using lbkit::ConnectivityState;
 using lbkit::Endpoint;
 using lbkit::EndpointSharding;
-using lbkit_test::FakeHelper;
-using lbkit_test::PickSequence;
+using lbkit::testing::FakeHelper;
+using lbkit::testing::PickAddresses;
 
 Endpoint WithAttributes(const std::string& address, uint32_t weight, const std::string& zone) {
   Endpoint endpoint{{address}};
@@ -120,8 +120,8 @@ struct ReadyParent {
                  child) {}
 
   void Fail(const std::string& address, const std::string& why) {
-    helper.Find(address)->SetStateForTesting(ConnectivityState::kTransientFailure,
-                                             grpc::Status(grpc::StatusCode::UNAVAILABLE, why));
+    helper.subchannel(address)->SetState(ConnectivityState::kTransientFailure,
+                                         grpc::Status(grpc::StatusCode::UNAVAILABLE, why));
   }
 
   FakeHelper helper;
@@ -176,16 +176,16 @@ TEST(EndpointSharding, AnAttributeOnlyChangeKeepsTheChildAndItsConnection) {
   int changes = 0;
   EndpointSharding sharding(&helper, [&] { ++changes; });
   ASSERT_TRUE(sharding.Update({WithAttributes("a:1", 1, "eu"), Endpoint{{"b:1"}}}).ok());
-  auto a = helper.Find("a:1");
-  a->SetStateForTesting(ConnectivityState::kReady);
-  const size_t created = helper.created.size();
-  const int requests = a->connection_requests_for_testing();
+  auto a = helper.subchannel("a:1");
+  a->SetState(ConnectivityState::kReady);
+  const size_t created = helper.subchannels().size();
+  const int requests = a->connection_requests();
 
   ASSERT_TRUE(sharding.Update({WithAttributes("a:1", 5, "us"), Endpoint{{"b:1"}}}).ok());
-  EXPECT_EQ(helper.created.size(), created) << "no new subchannel";
-  EXPECT_EQ(helper.Find("a:1"), a) << "the same subchannel object";
+  EXPECT_EQ(helper.subchannels().size(), created) << "no new subchannel";
+  EXPECT_EQ(helper.subchannel("a:1"), a) << "the same subchannel object";
   EXPECT_FALSE(a->is_shutdown());
-  EXPECT_EQ(a->connection_requests_for_testing(), requests) << "no new connection request";
+  EXPECT_EQ(a->connection_requests(), requests) << "no new connection request";
   ASSERT_EQ(sharding.children().size(), 2u);
   EXPECT_EQ(sharding.children()[0].endpoint.attributes.weight, 5u) << "the parent sees it";
   EXPECT_EQ(sharding.children()[0].endpoint.attributes.values.at("zone"), "us");
@@ -203,7 +203,7 @@ TEST_F(MirrorTest, AnAttributeOnlyChangeReachesTheChild) {
   ASSERT_TRUE(sharding.Update({WithAttributes("a:1", 7, "eu")}).ok());
   ASSERT_EQ(log_.updates.size(), 2u);
   EXPECT_EQ(log_.updates[1].endpoints, (std::vector<Endpoint>{WithAttributes("a:1", 7, "eu")}));
-  EXPECT_EQ(helper.created.size(), 1u) << "the same child: no second subchannel";
+  EXPECT_EQ(helper.subchannels().size(), 1u) << "the same child: no second subchannel";
 }
 
 // ---- the default child config ----
@@ -241,22 +241,22 @@ TEST(EndpointSharding, PickFirstChildrenGetTheirDefaultConfigToo) {
 TEST_F(MirrorTest, ReadyPickerIsConnectingWhileChildrenConnectThenReady) {
   ReadyParent parent(1);
   ASSERT_TRUE(parent.sharding.Update({Endpoint{{"a:1"}}, Endpoint{{"b:1"}}}).ok());
-  ASSERT_FALSE(parent.helper.states.empty()) << "published at the end of the update";
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kConnecting);
-  EXPECT_EQ(PickSequence(*parent.helper.last().picker, 1)[0], "queue");
-  parent.helper.Find("b:1")->SetStateForTesting(ConnectivityState::kReady);
-  ASSERT_EQ(parent.helper.last().state, ConnectivityState::kReady);
+  ASSERT_FALSE(parent.helper.states().empty()) << "published at the end of the update";
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kConnecting);
+  EXPECT_EQ(PickAddresses(*parent.helper.last_state().picker, 1)[0], "queue");
+  parent.helper.subchannel("b:1")->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(parent.helper.last_state().state, ConnectivityState::kReady);
   EXPECT_EQ(parent.built_from, (std::vector<std::string>{"b:1"}));
-  EXPECT_EQ(PickSequence(*parent.helper.last().picker, 1)[0], "b:1");
+  EXPECT_EQ(PickAddresses(*parent.helper.last_state().picker, 1)[0], "b:1");
 }
 
 TEST_F(MirrorTest, ReadyPickerWaitsForMinReadyChildren) {
   ReadyParent parent(2);
   parent.sharding.Update({Endpoint{{"a:1"}}, Endpoint{{"b:1"}}, Endpoint{{"c:1"}}});
-  parent.helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kConnecting) << "one is not two";
-  parent.helper.Find("c:1")->SetStateForTesting(ConnectivityState::kReady);
-  ASSERT_EQ(parent.helper.last().state, ConnectivityState::kReady);
+  parent.helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kConnecting) << "one is not two";
+  parent.helper.subchannel("c:1")->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(parent.helper.last_state().state, ConnectivityState::kReady);
   EXPECT_EQ(parent.built_from, (std::vector<std::string>{"a:1", "c:1"})) << "in children order";
 }
 
@@ -264,13 +264,14 @@ TEST_F(MirrorTest, ReadyPickerTransientFailureNamesTheLastChildError) {
   ReadyParent parent(1);
   parent.sharding.Update({Endpoint{{"a:1"}}, Endpoint{{"b:1"}}});
   parent.Fail("a:1", "a refused");
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kConnecting) << "b may still connect";
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kConnecting)
+      << "b may still connect";
   parent.Fail("b:1", "b refused");
-  const lbkit::BalancerState& state = parent.helper.last();
+  const lbkit::BalancerState& state = parent.helper.last_state();
   ASSERT_EQ(state.state, ConnectivityState::kTransientFailure);
   EXPECT_EQ(state.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(state.status.error_message(), "test_policy: no ready endpoint; last error: b refused");
-  EXPECT_EQ(PickSequence(*state.picker, 1)[0], "fail: " + state.status.error_message());
+  EXPECT_EQ(PickAddresses(*state.picker, 1)[0], "fail: " + state.status.error_message());
 }
 
 TEST_F(MirrorTest, ReadyPickerTransientFailureIsStickyUntilEnoughChildrenAreReady) {
@@ -278,17 +279,17 @@ TEST_F(MirrorTest, ReadyPickerTransientFailureIsStickyUntilEnoughChildrenAreRead
   parent.sharding.Update({Endpoint{{"a:1"}}, Endpoint{{"b:1"}}});
   parent.Fail("a:1", "a refused");
   parent.Fail("b:1", "b refused");
-  ASSERT_EQ(parent.helper.last().state, ConnectivityState::kTransientFailure);
+  ASSERT_EQ(parent.helper.last_state().state, ConnectivityState::kTransientFailure);
   // The children reconnect: still TRANSIENT_FAILURE, still saying why.
-  parent.helper.Find("a:1")->SetStateForTesting(ConnectivityState::kConnecting);
-  parent.helper.Find("b:1")->SetStateForTesting(ConnectivityState::kIdle);
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_TRUE(Contains(parent.helper.last().status.error_message(), "last error: b refused"));
-  parent.helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kReady);
+  parent.helper.subchannel("a:1")->SetState(ConnectivityState::kConnecting);
+  parent.helper.subchannel("b:1")->SetState(ConnectivityState::kIdle);
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_TRUE(Contains(parent.helper.last_state().status.error_message(), "last error: b refused"));
+  parent.helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kReady);
   // a drops again: b is still failing (never READY since), so no CONNECTING.
-  parent.helper.Find("a:1")->SetStateForTesting(ConnectivityState::kConnecting);
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kConnecting)
+  parent.helper.subchannel("a:1")->SetState(ConnectivityState::kConnecting);
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kConnecting)
       << "a was READY since its failure: it may connect again";
 }
 
@@ -296,10 +297,11 @@ TEST_F(MirrorTest, ReadyPickerWithTooFewConnectableChildrenFailsClearly) {
   ReadyParent parent(2);
   parent.sharding.Update({Endpoint{{"a:1"}}, Endpoint{{"b:1"}}, Endpoint{{"c:1"}}});
   parent.Fail("a:1", "a refused");
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kConnecting) << "b and c may connect";
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kConnecting)
+      << "b and c may connect";
   parent.Fail("c:1", "c refused");
-  ASSERT_EQ(parent.helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_EQ(parent.helper.last().status.error_message(),
+  ASSERT_EQ(parent.helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(parent.helper.last_state().status.error_message(),
             "test_policy: fewer than 2 endpoints can connect (2 of 3 failing); last error: "
             "c refused");
 }
@@ -309,8 +311,8 @@ TEST_F(MirrorTest, ReadyPickerWithNoEndpointsIsTransientFailure) {
   grpc::Status status = parent.sharding.Update({});
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(status.error_message(), "test_policy: the resolver returned no endpoints");
-  ASSERT_EQ(parent.helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_EQ(parent.helper.last().status.error_message(), status.error_message());
+  ASSERT_EQ(parent.helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(parent.helper.last_state().status.error_message(), status.error_message());
 }
 
 TEST_F(MirrorTest, ReadyPickerWithTooFewDistinctEndpointsSaysWhy) {
@@ -321,25 +323,26 @@ TEST_F(MirrorTest, ReadyPickerWithTooFewDistinctEndpointsSaysWhy) {
   EXPECT_EQ(status.error_message(),
             "test_policy: needs at least 2 endpoints, got 1 distinct (2 given; endpoints with "
             "the same addresses are one)");
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kTransientFailure);
-  parent.helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  EXPECT_EQ(parent.helper.last().status.error_message(), status.error_message())
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kTransientFailure);
+  parent.helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(parent.helper.last_state().status.error_message(), status.error_message())
       << "the reason never goes empty";
 }
 
 TEST_F(MirrorTest, ReadyPickerResolverErrorWithoutChildrenIsTransientFailure) {
   ReadyParent parent(1);
   parent.sharding.ResolverError(grpc::Status(grpc::StatusCode::UNAVAILABLE, "dns down"));
-  ASSERT_FALSE(parent.helper.states.empty());
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kTransientFailure);
-  EXPECT_EQ(parent.helper.last().status.error_message(), "test_policy: resolver error: dns down");
+  ASSERT_FALSE(parent.helper.states().empty());
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kTransientFailure);
+  EXPECT_EQ(parent.helper.last_state().status.error_message(),
+            "test_policy: resolver error: dns down");
   // With children, a resolver error changes nothing the parent publishes.
   parent.sharding.Update({Endpoint{{"a:1"}}});
-  parent.helper.Find("a:1")->SetStateForTesting(ConnectivityState::kReady);
-  const size_t published = parent.helper.states.size();
+  parent.helper.subchannel("a:1")->SetState(ConnectivityState::kReady);
+  const size_t published = parent.helper.states().size();
   parent.sharding.ResolverError(grpc::Status(grpc::StatusCode::UNAVAILABLE, "dns down"));
-  EXPECT_EQ(parent.helper.states.size(), published);
-  EXPECT_EQ(parent.helper.last().state, ConnectivityState::kReady);
+  EXPECT_EQ(parent.helper.states().size(), published);
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kReady);
 }
 
 }  // namespace
