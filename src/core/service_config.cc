@@ -4,10 +4,13 @@
 #include <cctype>
 #include <exception>
 
+#include "core/bounded_text.h"
 #include "lbkit/registry.h"
 
 namespace lbkit {
 namespace {
+
+using internal::Shown;
 
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "invalid service config: " + message);
@@ -18,32 +21,6 @@ nlohmann::json SinglePolicyList(const std::string& name) {
   nlohmann::json entry = nlohmann::json::object();
   entry[name] = nlohmann::json::object();
   return nlohmann::json::array({entry});
-}
-
-// gRPC's own JSON reader refuses nesting deeper than this; so does lbkit,
-// before parsing, so that hostile input cannot exhaust the control thread's
-// stack inside the JSON library.
-constexpr int kMaxNestingDepth = 64;
-
-// A bounded, printable excerpt of input for an error message: a huge config
-// is not copied into every failing call's status, and a NUL byte does not
-// cut the message short.
-std::string Shown(const std::string& text) {
-  constexpr size_t kMax = 200;
-  std::string out;
-  for (size_t i = 0; i < text.size() && i < kMax; ++i) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) {
-      static const char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > kMax) out += "... (" + std::to_string(text.size()) + " bytes)";
-  return out;
 }
 
 // The deepest nesting of arrays and objects in `json`, outside strings;
@@ -105,21 +82,24 @@ grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig*
     grpc::Status status;
     try {
       status = builder->ParseConfig(policy_json, &parsed);
-    } catch (const std::exception& e) {
+    } catch (...) {
       // A policy's parser (nlohmann's at() on a missing key, say) must not
       // take the process down: the config comes from outside the program.
-      return Invalid("policy \"" + name + "\": its config parser threw: " + Shown(e.what()));
-    } catch (...) {
-      return Invalid("policy \"" + name + "\": its config parser threw");
+      return Invalid("policy \"" + name +
+                     "\": its config parser threw: " + internal::CurrentExceptionText());
     }
-    if (!status.ok()) return Invalid("policy \"" + name + "\": " + status.error_message());
+    if (!status.ok()) {
+      // A policy may quote its input: bounded and printable here too.
+      return Invalid("policy \"" + name + "\": " + Shown(status.error_message(), 400));
+    }
     if (parsed == nullptr) return Invalid("policy \"" + name + "\" returned no config");
     config->policy_name = name;
     config->config = std::move(parsed);
     return grpc::Status::OK;
   }
-  return Invalid("no registered policy in loadBalancingConfig (skipped: " + Join(skipped) +
-                 "; registered: " + Join(RegisteredBalancers()) + ")");
+  // The skipped names are the input's own keys: quoted bounded.
+  return Invalid("no registered policy in loadBalancingConfig (skipped: " + Shown(Join(skipped)) +
+                 "; registered: " + Shown(Join(RegisteredBalancers()), 400) + ")");
 }
 
 grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) {
@@ -127,8 +107,12 @@ grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) 
   if (json.find_first_not_of(" \t\r\n") == std::string::npos) {
     root = nlohmann::json::object();
   } else {
-    if (NestingDepth(json, kMaxNestingDepth) > kMaxNestingDepth) {
-      return Invalid("nested deeper than " + std::to_string(kMaxNestingDepth) + " levels");
+    if (json.size() > kMaxServiceConfigBytes) {
+      return Invalid(std::to_string(json.size()) + " bytes, over the limit of " +
+                     std::to_string(kMaxServiceConfigBytes) + " (kMaxServiceConfigBytes)");
+    }
+    if (NestingDepth(json, kMaxServiceConfigDepth) > kMaxServiceConfigDepth) {
+      return Invalid("nested deeper than " + std::to_string(kMaxServiceConfigDepth) + " levels");
     }
     root = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
     if (root.is_discarded()) return Invalid("not valid JSON: " + Shown(json));

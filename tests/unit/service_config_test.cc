@@ -156,6 +156,25 @@ TEST(ServiceConfigHardening, DeepNestingIsRefusedBeforeParsing) {
   EXPECT_TRUE(lbkit::ParseServiceConfig(brackets_in_a_string, &config).ok());
 }
 
+TEST(ServiceConfigHardening, ConfigsOverTheSizeLimitAreRefusedBeforeParsing) {
+  lbkit::ServiceConfig config;
+  // Exactly at the limit: parsed (a long health-check service name).
+  const std::string head = R"({"healthCheckConfig":{"serviceName":")";
+  const std::string tail = R"("}})";
+  std::string at_limit =
+      head + std::string(lbkit::kMaxServiceConfigBytes - head.size() - tail.size(), 's') + tail;
+  ASSERT_EQ(at_limit.size(), lbkit::kMaxServiceConfigBytes);
+  EXPECT_TRUE(lbkit::ParseServiceConfig(at_limit, &config).ok());
+  // One byte over: refused, and the message says by how much.
+  std::string over =
+      head + std::string(at_limit.size() - head.size() - tail.size() + 1, 's') + tail;
+  grpc::Status status = lbkit::ParseServiceConfig(over, &config);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "invalid service config: 4194305 bytes, over the limit of "
+            "4194304 (kMaxServiceConfigBytes)");
+}
+
 TEST(ServiceConfigHardening, MessagesQuoteABoundedPrintableExcerpt) {
   lbkit::ServiceConfig config;
   std::string huge = "{" + std::string(100000, 'x');
