@@ -481,7 +481,10 @@ BENCHMARK(BM_RoundRobinOneEndpointChanged)->Arg(kLarge)->Unit(benchmark::kMicros
 }  // namespace
 
 int main(int argc, char** argv) {
-  customlb::RegisterCustomRoundRobin();
+  if (grpc::Status registered = customlb::RegisterCustomRoundRobin(); !registered.ok()) {
+    std::fprintf(stderr, "%s\n", registered.error_message().c_str());
+    return 1;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -10,7 +10,7 @@ namespace {
 
 class ServiceConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override { customlb::RegisterCustomRoundRobin(); }
+  void SetUp() override { ASSERT_TRUE(customlb::RegisterCustomRoundRobin().ok()); }
 
   // Parses and returns the error message ("" when OK).
   std::string Error(const std::string& json) {
@@ -133,7 +133,9 @@ class ThrowingBuilder final : public lbkit::BalancerBuilder {
 };
 
 TEST(ServiceConfigHardening, AParserThatThrowsIsAConfigErrorNotACrash) {
-  lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>());
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
   lbkit::ServiceConfig config;
   grpc::Status status =
       lbkit::ParseServiceConfig(R"({"loadBalancingConfig":[{"throwing_parser":{}}]})", &config);
