@@ -12,6 +12,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include "core/address.h"
+#include "core/guarded_pick.h"
 #include "core/lame_channel.h"
 #include "core/stub_adapter.h"
 #include "core/trace.h"
@@ -343,7 +344,7 @@ void ClientConn::PickQueued(const Picker& picker) {
   std::deque<std::shared_ptr<QueuedCall>> still;
   for (std::shared_ptr<QueuedCall>& call : waiting) {
     if (call->settled()) continue;  // ended while queued (deadline, cancel)
-    PickResult result = picker.Pick(call->args());
+    PickResult result = GuardedPick(picker, call->args());
     if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
       auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
       if (subchannel->connected()) {
@@ -463,7 +464,7 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
   std::optional<grpc::Status> failure;  // nothing to build on the fast path
   {
     PickerSlot::ReadGuard picker = picker_slot_.Read();
-    PickResult result = picker->Pick(args);
+    PickResult result = GuardedPick(*picker.get(), args);
     switch (result.kind()) {
       case PickResult::Kind::kComplete: {
         auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
