@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/bounded_text.h"
+#include "core/exception_text.h"
 #include "core/trace.h"
 #include "lbkit/balancer.h"
 #include "lbkit/registry.h"

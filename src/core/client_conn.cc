@@ -12,9 +12,9 @@
 #include <grpcpp/security/credentials.h>
 
 #include "core/address.h"
-#include "core/bounded_text.h"
 #include "core/guarded_pick.h"
 #include "core/lame_channel.h"
+#include "core/shown_text.h"
 #include "core/stub_adapter.h"
 #include "core/trace.h"
 

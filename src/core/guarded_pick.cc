@@ -9,7 +9,7 @@
 #include <string>
 #include <typeinfo>
 
-#include "core/bounded_text.h"
+#include "core/exception_text.h"
 #include "core/trace.h"
 
 namespace lbkit {

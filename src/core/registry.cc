@@ -5,7 +5,8 @@
 #include <map>
 #include <mutex>
 
-#include "core/bounded_text.h"
+#include "core/exception_text.h"
+#include "core/shown_text.h"
 #include "lbkit/resolver.h"
 #include "policies/pick_first.h"
 #include "policies/round_robin.h"

@@ -4,7 +4,7 @@
 #include <cctype>
 #include <exception>
 
-#include "core/bounded_text.h"
+#include "core/shown_text.h"
 #include "lbkit/registry.h"
 
 namespace lbkit {
@@ -22,6 +22,11 @@ nlohmann::json SinglePolicyList(const std::string& name) {
   entry[name] = nlohmann::json::object();
   return nlohmann::json::array({entry});
 }
+
+// gRPC's own JSON reader refuses nesting deeper than this; so does lbkit,
+// before parsing, so that hostile input cannot exhaust the control thread's
+// stack inside the JSON library.
+constexpr int kMaxNestingDepth = 64;
 
 // The deepest nesting of arrays and objects in `json`, outside strings;
 // stops counting past `limit`.
@@ -82,11 +87,12 @@ grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig*
     grpc::Status status;
     try {
       status = builder->ParseConfig(policy_json, &parsed);
-    } catch (...) {
+    } catch (const std::exception& e) {
       // A policy's parser (nlohmann's at() on a missing key, say) must not
       // take the process down: the config comes from outside the program.
-      return Invalid("policy \"" + name +
-                     "\": its config parser threw: " + internal::CurrentExceptionText());
+      return Invalid("policy \"" + name + "\": its config parser threw: " + Shown(e.what()));
+    } catch (...) {
+      return Invalid("policy \"" + name + "\": its config parser threw");
     }
     if (!status.ok()) {
       // A policy may quote its input: bounded and printable here too.
@@ -107,12 +113,13 @@ grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) 
   if (json.find_first_not_of(" \t\r\n") == std::string::npos) {
     root = nlohmann::json::object();
   } else {
+    static_assert(kMaxNestingDepth == kMaxServiceConfigDepth, "one limit, documented publicly");
     if (json.size() > kMaxServiceConfigBytes) {
       return Invalid(std::to_string(json.size()) + " bytes, over the limit of " +
                      std::to_string(kMaxServiceConfigBytes) + " (kMaxServiceConfigBytes)");
     }
-    if (NestingDepth(json, kMaxServiceConfigDepth) > kMaxServiceConfigDepth) {
-      return Invalid("nested deeper than " + std::to_string(kMaxServiceConfigDepth) + " levels");
+    if (NestingDepth(json, kMaxNestingDepth) > kMaxNestingDepth) {
+      return Invalid("nested deeper than " + std::to_string(kMaxNestingDepth) + " levels");
     }
     root = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
     if (root.is_discarded()) return Invalid("not valid JSON: " + Shown(json));
