@@ -56,8 +56,9 @@ struct ChannelSnapshot {
   std::string target;
   std::string policy;  // the top policy's name, empty before the first config
   ConnectivityState state;
-  std::string last_error;        // why the channel is in TRANSIENT_FAILURE, if it is
-  std::size_t queued_calls = 0;  // calls waiting for a picker that can place them
+  std::string last_error;                   // why the channel is in TRANSIENT_FAILURE, if it is
+  std::size_t queued_calls = 0;             // calls waiting for a picker that can place them
+  std::vector<SubchannelInfo> subchannels;  // live ones, by creation order
   // The service config of the resolver's latest update, when the channel
   // refused it: the error, and the JSON as quoted in errors (at most 200
   // bytes, control bytes as \xNN). As in gRPC, a bad update keeps the last
@@ -71,7 +72,6 @@ struct ChannelSnapshot {
   // OK (Balancer::UpdateResolverState: too few endpoints, say, or the policy
   // threw); empty when it was OK.
   std::string policy_update_error;
-  std::vector<SubchannelInfo> subchannels;  // live ones, by creation order
 };
 
 class Channel : public grpc::ChannelInterface {
