@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every build and test dependency of lbkit from Debian's packages.
+# Installs every build and test dependency of lbkit from Debian's packages,
+# and any further packages named as arguments (scripts/fuzz.sh adds clang's).
 # Idempotent: when everything is already installed it does nothing (no
 # apt-get update, no network). Needs root (or sudo) only when something is
 # missing.
@@ -10,6 +11,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  "$@"
 )
 
 missing=()

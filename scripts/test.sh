@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds with -Wall -Wextra
 # -Werror and runs every test through ctest; then does the same in a second
-# build under AddressSanitizer + UndefinedBehaviorSanitizer.
+# build under AddressSanitizer + UndefinedBehaviorSanitizer; then fuzzes each
+# parser of outside input for 30 s (scripts/fuzz.sh, a third, clang build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,3 +22,6 @@ echo "== tests under sanitizers"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 (cd build-asan && ctest --output-on-failure -j2)
+
+echo "== fuzzing"
+bash scripts/fuzz.sh "${LBKIT_FUZZ_SECONDS:-30}"

@@ -848,7 +848,10 @@ nlohmann::json RoundJson(const RoundResult& r) {
 }
 
 int Run(const Flags& flags) {
-  customlb::RegisterCustomRoundRobin();
+  if (grpc::Status registered = customlb::RegisterCustomRoundRobin(); !registered.ok()) {
+    std::fprintf(stderr, "lbkit-bench: %s\n", registered.error_message().c_str());
+    return 1;
+  }
 
   // Backends.
   std::vector<Backend> backends;

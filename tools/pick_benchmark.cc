@@ -9,8 +9,13 @@
 //       custom_round_robin, pick_first) with every endpoint READY. Read the CPU
 //       column: with threads:2 it is the CPU time of one pick on one thread.
 //   BM_SlotReadPick/round_robin/<endpoints>/threads:<n>
-//       What ClientConn::CreateCall does before gRPC: PickerSlot::Read (the
-//       channel's lock-free picker slot) plus Pick().
+//       PickerSlot::Read (the channel's lock-free picker slot) plus a bare
+//       Pick().
+//   BM_SlotReadGuardedPick/round_robin/<endpoints>/threads:<n>
+//       What ClientConn::CreateCall does before gRPC: the same through
+//       GuardedPick, which turns a throwing Pick into a failed call. Its
+//       time over BM_SlotReadPick's is the cost of that guard (none expected:
+//       zero-cost exception handling).
 //   BM_RoundRobinUpdate/{fresh,same}/10000
 //       UpdateResolverState with 10,000 endpoints until the new picker is
 //       published: into an empty balancer (all children READY as they are
@@ -46,6 +51,7 @@
 #include <lbkit/lbkit.h>
 #include <lbkit/testing/fake_helper.h>
 
+#include "core/guarded_pick.h"
 #include "core/picker_slot.h"
 #include "core/subchannel.h"
 #include "core/work_serializer.h"
@@ -316,6 +322,21 @@ BENCHMARK_CAPTURE(BM_SlotReadPick, round_robin, "round_robin")
     ->Threads(1)
     ->Threads(2);
 
+void BM_SlotReadGuardedPick(benchmark::State& state, const char* policy) {
+  PickerSlot& slot = *Fixture(policy, static_cast<int>(state.range(0))).slot;
+  const lbkit::PickArgs& args = Args();
+  for (auto _ : state) {
+    PickerSlot::ReadGuard picker = slot.Read();
+    lbkit::PickResult result = lbkit::internal::GuardedPick(*picker.get(), args);
+    benchmark::DoNotOptimize(result.subchannel());
+  }
+}
+BENCHMARK_CAPTURE(BM_SlotReadGuardedPick, round_robin, "round_robin")
+    ->Arg(2)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+
 constexpr int kLarge = 10000;
 
 // A round_robin balancer over `n` READY endpoints.
@@ -480,7 +501,10 @@ BENCHMARK(BM_RoundRobinOneEndpointChanged)->Arg(kLarge)->Unit(benchmark::kMicros
 }  // namespace
 
 int main(int argc, char** argv) {
-  customlb::RegisterCustomRoundRobin();
+  if (grpc::Status registered = customlb::RegisterCustomRoundRobin(); !registered.ok()) {
+    std::fprintf(stderr, "%s\n", registered.error_message().c_str());
+    return 1;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

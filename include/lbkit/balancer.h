@@ -9,6 +9,17 @@
 // listener, every timer and every Helper::Post callback of one channel runs on
 // that channel's work serializer, one at a time. A balancer therefore needs no
 // lock of its own. Pickers are the exception: see picker.h.
+//
+// Exceptions: policy code should not throw, but lbkit stops what it throws
+// (std::exception or anything else) at the policy's ChildBalancer, never
+// letting it reach the channel's thread. A throwing Build, Balancer method,
+// subchannel state listener, timer or Helper::Post callback puts that policy
+// into TRANSIENT_FAILURE: calls fail with UNAVAILABLE
+// 'policy "<name>" threw: <what()> (in <callback>)', the line is logged, the
+// policy object is silenced and its subchannels released, and the next
+// resolver update builds the policy afresh. A throwing Picker::Pick fails
+// that call with INTERNAL naming the picker's type. ParseConfig: see
+// service_config.h.
 #ifndef LBKIT_BALANCER_H_
 #define LBKIT_BALANCER_H_
 
@@ -167,7 +178,10 @@ class ChildBalancer {
   using StateCallback = std::function<void(const BalancerState& state)>;
 
   // Builds the policy `name` under `parent`. Returns nullptr and sets *status
-  // (NOT_FOUND) when no such policy is registered.
+  // (NOT_FOUND) when no such policy is registered. When the builder throws
+  // or builds nothing, returns a child in TRANSIENT_FAILURE (state() says
+  // why, not yet reported to `on_state`) and sets *status to that error; its
+  // next UpdateResolverState reports it, and the one after builds again.
   static std::unique_ptr<ChildBalancer> Create(Helper* parent, const std::string& name,
                                                StateCallback on_state, grpc::Status* status);
   virtual ~ChildBalancer() = default;

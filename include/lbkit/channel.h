@@ -36,6 +36,8 @@ struct ChannelOptions {
   // resolver factory.
   std::shared_ptr<Resolver> resolver;
   // Service config used while the resolver supplies none. Empty: pick_first.
+  // Checked by CreateChannel: an invalid one makes the channel unusable (see
+  // CreateChannel), as gRPC does with GRPC_ARG_SERVICE_CONFIG.
   std::string default_service_config;
   // Arguments for every subchannel's grpc::Channel (keepalive, message sizes,
   // ...). lbkit sets its own few on top (see docs/errors.md).
@@ -57,6 +59,19 @@ struct ChannelSnapshot {
   std::string last_error;                   // why the channel is in TRANSIENT_FAILURE, if it is
   std::size_t queued_calls = 0;             // calls waiting for a picker that can place them
   std::vector<SubchannelInfo> subchannels;  // live ones, by creation order
+  // The service config of the resolver's latest update, when the channel
+  // refused it: the error, and the JSON as quoted in errors (at most 200
+  // bytes, control bytes as \xNN). As in gRPC, a bad update keeps the last
+  // good config (and its policy) in force; with none yet, the channel is in
+  // TRANSIENT_FAILURE with the error. Both are empty when the latest config
+  // was accepted: they describe the resolver's current state, not history
+  // (the log has a line per rejection).
+  std::string rejected_config_error;
+  std::string rejected_config;
+  // The top policy's answer to the latest resolver update when it was not
+  // OK (Balancer::UpdateResolverState: too few endpoints, say, or the policy
+  // threw); empty when it was OK.
+  std::string policy_update_error;
 };
 
 class Channel : public grpc::ChannelInterface {
@@ -84,10 +99,14 @@ class Channel : public grpc::ChannelInterface {
 // third '/': "static:////host:port" is rejected.
 //
 // On a bad target (malformed, unknown scheme, a resolver refusing it: a bad
-// address or bad attributes in a static target)
-// the returned channel is in TRANSIENT_FAILURE and fails every call with
-// UNAVAILABLE and a message naming the problem; `status`, if not null,
-// receives INVALID_ARGUMENT with that message (OK on success).
+// address or bad attributes in a static target) or an invalid
+// options.default_service_config, the returned channel is in
+// TRANSIENT_FAILURE for good (its resolver is never started) and fails every
+// call with UNAVAILABLE and a message naming the problem; `status`, if not
+// null, receives INVALID_ARGUMENT with that message (OK on success). gRPC
+// C-core likewise refuses to build a channel whose default service config
+// does not parse and hands out a lame channel instead (its calls fail with
+// "Failed to create secure client channel"); lbkit's say why.
 std::shared_ptr<Channel> CreateChannel(const std::string& target,
                                        const std::shared_ptr<grpc::ChannelCredentials>& credentials,
                                        const ChannelOptions& options = ChannelOptions(),

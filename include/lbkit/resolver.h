@@ -120,8 +120,20 @@ class ResolverFactory {
   virtual grpc::Status Create(const Target& target, std::shared_ptr<Resolver>* resolver) const = 0;
 };
 
-// Registers `factory` for its scheme, replacing any earlier one. Thread-safe.
-void RegisterResolverFactory(std::shared_ptr<const ResolverFactory> factory);
+// What a Register* function does when the name (or scheme) is taken already,
+// built-ins included: refuse with ALREADY_EXISTS (the default, so that two
+// libraries cannot silently replace each other's entry), or replace it.
+enum class OnDuplicate { kRefuse, kReplace };
+
+// Registers `factory` for factory->scheme(). Returns INVALID_ARGUMENT for a
+// null factory or a scheme that no target could name (a scheme is a letter
+// then letters, digits, '+', '-' or '.', as ParseTarget reads it; schemes are
+// case-sensitive), and ALREADY_EXISTS naming the scheme when it is registered
+// already, unless `on_duplicate` is OnDuplicate::kReplace. Thread-safe.
+// Channels already created keep the resolver they were built with; only
+// later CreateChannel calls see the new factory.
+grpc::Status RegisterResolverFactory(std::shared_ptr<const ResolverFactory> factory,
+                                     OnDuplicate on_duplicate = OnDuplicate::kRefuse);
 // The factory for `scheme`, or nullptr. Thread-safe.
 std::shared_ptr<const ResolverFactory> FindResolverFactory(const std::string& scheme);
 // The registered schemes, sorted. Thread-safe.

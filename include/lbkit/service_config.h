@@ -5,6 +5,7 @@
 #ifndef LBKIT_SERVICE_CONFIG_H_
 #define LBKIT_SERVICE_CONFIG_H_
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -24,11 +25,23 @@ struct ServiceConfig {
   std::string health_check_service;
 };
 
+// Limits checked before the JSON is parsed, so that input from outside the
+// program (a resolver, DNS TXT records, a file) cannot exhaust the control
+// thread's stack or memory inside the JSON library:
+//   kMaxServiceConfigBytes: 4 MiB, gRPC's default limit on a received
+//     message, so a config fetched over gRPC (etcd, a control plane) could not
+//     be larger anyway; real configs are a few KiB. Parsing one this size
+//     takes some tens of milliseconds on the channel's control thread.
+//   kMaxServiceConfigDepth: 64 nested arrays/objects, gRPC's own JSON
+//     reader's limit.
+inline constexpr std::size_t kMaxServiceConfigBytes = 4 * 1024 * 1024;
+inline constexpr int kMaxServiceConfigDepth = 64;
+
 // Parses `json` (empty: no config, which means pick_first). loadBalancingConfig
 // is a list of one-key objects; the first whose policy is registered wins and
 // unknown names are skipped. Returns INVALID_ARGUMENT naming the problem for
-// invalid JSON, a malformed list, a list with no registered policy, a config
-// the chosen policy rejects, or a malformed healthCheckConfig.
+// input over the limits above, invalid JSON, a malformed list, a list with no registered policy, a
+// config the chosen policy rejects, or a malformed healthCheckConfig.
 grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config);
 
 // Picks and parses a policy from a loadBalancingConfig list (a JSON array),

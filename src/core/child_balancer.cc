@@ -1,9 +1,19 @@
 // ChildBalancer: a balancer built from the registry, with a helper of its own
 // that forwards to its parent and remembers what the child created, so that
 // destroying the child releases its subchannels and silences its callbacks.
+//
+// It is also where a policy's exceptions stop. Every call into policy code on
+// the control plane (Build, the Balancer methods, subchannel state listeners,
+// timers, Helper::Post callbacks) passes through here, so a policy that
+// throws is caught at its own ChildBalancer: the policy is torn down, the
+// child reports TRANSIENT_FAILURE with a FailPicker whose UNAVAILABLE status
+// names the policy and what it threw, the fact is logged, and the next
+// resolver update builds the policy afresh.
+#include <exception>
 #include <utility>
 #include <vector>
 
+#include "core/exception_text.h"
 #include "core/trace.h"
 #include "lbkit/balancer.h"
 #include "lbkit/registry.h"
@@ -13,13 +23,24 @@ namespace {
 
 class ChildHelper final : public Helper {
  public:
-  ChildHelper(Helper* parent, std::function<void(BalancerState)> on_state)
-      : parent_(parent), on_state_(std::move(on_state)), alive_(std::make_shared<bool>(true)) {}
+  // Runs policy code `fn` on behalf of `where` ("a timer callback"),
+  // catching what it throws: ChildBalancerImpl::CallPolicy.
+  using Runner = std::function<void(const char* where, const std::function<void()>& fn)>;
+
+  ChildHelper(Helper* parent, std::function<void(BalancerState)> on_state, Runner run)
+      : parent_(parent),
+        on_state_(std::move(on_state)),
+        run_(std::move(run)),
+        alive_(std::make_shared<bool>(true)) {}
 
   std::shared_ptr<Subchannel> CreateSubchannel(const std::string& address,
                                                SubchannelStateListener listener) override {
-    std::shared_ptr<Subchannel> subchannel =
-        parent_->CreateSubchannel(address, std::move(listener));
+    std::shared_ptr<Subchannel> subchannel = parent_->CreateSubchannel(
+        address, [alive = alive_, run = run_, listener = std::move(listener)](
+                     ConnectivityState state, const grpc::Status& status) {
+          if (!*alive || !listener) return;
+          run("a subchannel state listener", [&] { listener(state, status); });
+        });
     // Forget released subchannels now and then so the list stays small.
     if (subchannels_.size() >= 2 * live_hint_ + 16) {
       std::vector<std::weak_ptr<Subchannel>> live;
@@ -43,15 +64,11 @@ class ChildHelper final : public Helper {
 
   std::unique_ptr<Timer> StartTimer(std::chrono::milliseconds delay,
                                     std::function<void()> fn) override {
-    return parent_->StartTimer(delay, [alive = alive_, fn = std::move(fn)] {
-      if (*alive) fn();
-    });
+    return parent_->StartTimer(delay, Guarded(std::move(fn), "a timer callback"));
   }
 
   void Post(std::function<void()> fn) override {
-    parent_->Post([alive = alive_, fn = std::move(fn)] {
-      if (*alive) fn();
-    });
+    parent_->Post(Guarded(std::move(fn), "a Helper::Post callback"));
   }
 
   const std::string& target() const override { return parent_->target(); }
@@ -67,8 +84,16 @@ class ChildHelper final : public Helper {
   }
 
  private:
+  // `fn`, run only while this helper is enabled, through run_.
+  std::function<void()> Guarded(std::function<void()> fn, const char* where) const {
+    return [alive = alive_, run = run_, fn = std::move(fn), where] {
+      if (*alive && fn) run(where, fn);
+    };
+  }
+
   Helper* parent_;
   std::function<void(BalancerState)> on_state_;
+  Runner run_;
   // Read and written only on the serializer; shared with posted callbacks.
   std::shared_ptr<bool> alive_;
   std::vector<std::weak_ptr<Subchannel>> subchannels_;
@@ -78,32 +103,134 @@ class ChildHelper final : public Helper {
 class ChildBalancerImpl final : public ChildBalancer {
  public:
   ChildBalancerImpl(Helper* parent, std::string name, StateCallback on_state)
-      : name_(std::move(name)),
-        on_state_(std::move(on_state)),
-        helper_(parent, [this](BalancerState state) { OnState(std::move(state)); }) {
+      : parent_(parent), name_(std::move(name)), on_state_(std::move(on_state)) {
     state_.picker = std::make_shared<QueuePicker>();
   }
 
-  ~ChildBalancerImpl() override {
-    helper_.Disable();
-    balancer_.reset();
-    helper_.ShutdownSubchannels();
-  }
+  ~ChildBalancerImpl() override { TearDown(); }
 
-  bool Build(const BalancerBuilder& builder) {
-    balancer_ = builder.Build(&helper_);
-    return balancer_ != nullptr;
+  // Builds the policy. False when its builder threw or built nothing: the
+  // child is then in TRANSIENT_FAILURE (state() says why), without having
+  // told its parent, who has not got it yet; its next UpdateResolverState
+  // reports that state and tries again on the update after.
+  bool Build(std::shared_ptr<const BalancerBuilder> builder) {
+    builder_ = std::move(builder);
+    if (TryBuild(/*publish=*/false)) return true;
+    retry_build_ = false;
+    return false;
   }
 
   grpc::Status UpdateResolverState(BalancerUpdate update) override {
-    return balancer_->UpdateResolverState(std::move(update));
+    if (depth_ == 0) doomed_.clear();  // no call into them is on the stack
+    if (balancer_ == nullptr) {
+      if (!retry_build_) {
+        retry_build_ = true;
+        if (on_state_) on_state_(state_);
+        return failure_;
+      }
+      if (!TryBuild(/*publish=*/true)) return failure_;
+    }
+    grpc::Status status;
+    CallPolicy("UpdateResolverState",
+               [&] { status = balancer_->UpdateResolverState(std::move(update)); });
+    return failure_.ok() ? status : failure_;
   }
-  void ResolverError(const grpc::Status& status) override { balancer_->ResolverError(status); }
-  void ExitIdle() override { balancer_->ExitIdle(); }
-  void ResetBackoff() override { balancer_->ResetBackoff(); }
+  // A broken policy (balancer_ null) stays in TRANSIENT_FAILURE with the
+  // reason it broke until the next resolver update rebuilds it.
+  void ResolverError(const grpc::Status& status) override {
+    if (balancer_ != nullptr)
+      CallPolicy("ResolverError", [&] { balancer_->ResolverError(status); });
+  }
+  void ExitIdle() override {
+    if (balancer_ != nullptr) CallPolicy("ExitIdle", [&] { balancer_->ExitIdle(); });
+  }
+  void ResetBackoff() override {
+    if (balancer_ != nullptr) CallPolicy("ResetBackoff", [&] { balancer_->ResetBackoff(); });
+  }
   const BalancerState& state() const override { return state_; }
+  const grpc::Status& failure() const { return failure_; }
 
  private:
+  // Runs policy code: every call into the policy comes through here (or
+  // TryBuild), so what it throws stops here.
+  template <typename Fn>
+  void CallPolicy(const char* where, Fn&& fn) {
+    struct Depth {
+      int& depth;
+      ~Depth() { --depth; }
+    } depth{++depth_};
+    try {
+      fn();
+    } catch (...) {
+      Fail("policy \"" + name_ + "\" threw: " + internal::CurrentExceptionText() + " (in " + where +
+               ")",
+           /*publish=*/true);
+    }
+  }
+
+  // A fresh helper and a fresh balancer from the builder. On failure the
+  // child is in TRANSIENT_FAILURE, published to the parent if `publish`.
+  bool TryBuild(bool publish) {
+    helper_ = std::make_unique<ChildHelper>(
+        parent_, [this](BalancerState state) { OnState(std::move(state)); },
+        [this](const char* where, const std::function<void()>& fn) { CallPolicy(where, fn); });
+    std::unique_ptr<Balancer> built;
+    try {
+      built = builder_->Build(helper_.get());
+    } catch (...) {
+      Fail("policy \"" + name_ + "\" threw: " + internal::CurrentExceptionText() + " (in Build)",
+           publish);
+      return false;
+    }
+    if (built == nullptr) {
+      Fail("policy \"" + name_ + "\" built nothing", publish);
+      return false;
+    }
+    balancer_ = std::move(built);
+    failure_ = grpc::Status::OK;
+    return true;
+  }
+
+  // The policy is not to be trusted any more: it is silenced at once (no
+  // state, listener, timer or post of it reaches anyone) and its subchannels
+  // released; the object itself is destroyed at the next resolver update or
+  // with this child, when no call into it can be on the stack (calls nest: a
+  // policy publishes, its parent asks this child to ExitIdle, that throws).
+  // The child reports TRANSIENT_FAILURE.
+  void Fail(const std::string& message, bool publish) {
+    internal::LogLine(parent_->target() + ": " + message +
+                      "; the policy is in TRANSIENT_FAILURE until the next resolver update");
+    Doomed doomed{std::move(helper_), std::move(balancer_)};
+    if (doomed.helper != nullptr) {
+      doomed.helper->Disable();
+      doomed.helper->ShutdownSubchannels();
+    }
+    doomed_.push_back(std::move(doomed));
+    failure_ = grpc::Status(grpc::StatusCode::UNAVAILABLE, message);
+    BalancerState failed;
+    failed.state = ConnectivityState::kTransientFailure;
+    failed.picker = std::make_shared<FailPicker>(failure_);
+    failed.status = failure_;
+    state_ = std::move(failed);
+    if (!publish || !on_state_) return;
+    try {
+      on_state_(state_);
+    } catch (...) {
+      // The parent's own callback, called from inside this catch: it must
+      // not escape to the serializer.
+      internal::LogLine(parent_->target() + ": the parent of policy \"" + name_ +
+                        "\" threw from its state callback: " + internal::CurrentExceptionText());
+    }
+  }
+
+  // Silences the helper first, so that nothing the policy does while it is
+  // destroyed reaches the parent.
+  void TearDown() {
+    if (helper_ != nullptr) helper_->Disable();
+    balancer_.reset();
+    if (helper_ != nullptr) helper_->ShutdownSubchannels();
+  }
+
   void OnState(BalancerState state) {
     if (state.picker == nullptr) {
       state.picker = std::make_shared<FailPicker>(
@@ -115,11 +242,25 @@ class ChildBalancerImpl final : public ChildBalancer {
     if (on_state_) on_state_(state_);
   }
 
-  std::string name_;
+  Helper* const parent_;
+  const std::string name_;
   StateCallback on_state_;
-  ChildHelper helper_;
-  std::unique_ptr<Balancer> balancer_;
+  std::shared_ptr<const BalancerBuilder> builder_;
+  // Replaced on each build: callbacks the previous policy left behind see
+  // their helper disabled and do nothing.
+  std::unique_ptr<ChildHelper> helper_;
+  std::unique_ptr<Balancer> balancer_;  // null while broken
   BalancerState state_;
+  grpc::Status failure_;     // why the policy is broken; OK while it works
+  bool retry_build_ = true;  // false between a failed Build in Create and the next update
+  // Policies that threw, inert, waiting to be destroyed; the helper goes
+  // after its balancer (members are destroyed in reverse order).
+  struct Doomed {
+    std::unique_ptr<ChildHelper> helper;
+    std::unique_ptr<Balancer> balancer;
+  };
+  int depth_ = 0;  // calls into the policy on the stack
+  std::vector<Doomed> doomed_;
 };
 
 }  // namespace
@@ -135,13 +276,8 @@ std::unique_ptr<ChildBalancer> ChildBalancer::Create(Helper* parent, const std::
     return nullptr;
   }
   auto child = std::make_unique<ChildBalancerImpl>(parent, name, std::move(on_state));
-  if (!child->Build(*builder)) {
-    if (status != nullptr) {
-      *status = grpc::Status(grpc::StatusCode::INTERNAL, "policy \"" + name + "\" built nothing");
-    }
-    return nullptr;
-  }
-  if (status != nullptr) *status = grpc::Status::OK;
+  const bool built = child->Build(std::move(builder));
+  if (status != nullptr) *status = built ? grpc::Status::OK : child->failure();
   return child;
 }
 

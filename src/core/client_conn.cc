@@ -12,6 +12,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include "core/address.h"
+#include "core/guarded_pick.h"
 #include "core/lame_channel.h"
 #include "core/shown_text.h"
 #include "core/stub_adapter.h"
@@ -261,17 +262,25 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
   ServiceConfig parsed;
   grpc::Status status = ParseServiceConfig(json, &parsed);
   if (!status.ok()) {
+    // Said once per distinct rejection: a resolver repeating the same bad
+    // config on every re-resolution does not flood the log.
+    std::string shown = Shown(json);
+    if (status.error_message() != rejected_config_error_ || shown != rejected_config_) {
+      LogLine(target_ + ": service config rejected: " + status.error_message() +
+              (has_config_ ? "; keeping the last good config" : "; no good config yet"));
+    }
+    rejected_config_error_ = status.error_message();
+    rejected_config_ = std::move(shown);
     if (!has_config_) {
-      Trace(TraceFlag::kResolver, target_, ": ", status.error_message());
       FailChannel(status);
       return;
     }
-    Trace(TraceFlag::kResolver, target_, ": ", status.error_message(),
-          "; keeping the last good config");
     parsed = config_;
   } else {
     config_ = parsed;
     has_config_ = true;
+    rejected_config_error_.clear();
+    rejected_config_.clear();
   }
   if (parsed.health_check != health_check_ ||
       parsed.health_check_service != health_check_service_) {
@@ -313,6 +322,7 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
     Trace(TraceFlag::kPolicy, target_, ": ", top_name_,
           " rejected the update: ", policy_status.error_message());
   }
+  policy_update_error_ = policy_status.ok() ? "" : policy_status.error_message();
 }
 
 void ClientConn::OnResolverError(const grpc::Status& status) {
@@ -356,7 +366,7 @@ void ClientConn::PickQueued(const Picker& picker) {
   std::deque<std::shared_ptr<QueuedCall>> still;
   for (std::shared_ptr<QueuedCall>& call : waiting) {
     if (call->settled()) continue;  // ended while queued (deadline, cancel)
-    PickResult result = picker.Pick(call->args());
+    PickResult result = GuardedPick(picker, call->args());
     if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
       auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
       if (subchannel->connected()) {
@@ -476,7 +486,7 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
   std::optional<grpc::Status> failure;  // nothing to build on the fast path
   {
     PickerSlot::ReadGuard picker = picker_slot_.Read();
-    PickResult result = picker->Pick(args);
+    PickResult result = GuardedPick(*picker.get(), args);
     switch (result.kind()) {
       case PickResult::Kind::kComplete: {
         auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
@@ -601,6 +611,9 @@ ChannelSnapshot ClientConn::Snapshot() {
       snapshot.state = state_.load();
       snapshot.last_error = last_error_;
     }
+    snapshot.rejected_config_error = rejected_config_error_;
+    snapshot.rejected_config = rejected_config_;
+    snapshot.policy_update_error = policy_update_error_;
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       snapshot.queued_calls = static_cast<size_t>(std::count_if(
@@ -698,6 +711,17 @@ std::shared_ptr<Channel> CreateChannel(const std::string& target,
                                 "resolver factory for \"" + parsed.scheme + "\" built nothing");
         }
       }
+    }
+  }
+  if (result.ok()) {
+    // As gRPC's client channel does, an invalid default service config makes
+    // the channel unusable whatever the resolver later supplies (C-core's
+    // channel creation fails and it hands out a lame channel).
+    ServiceConfig unused;
+    grpc::Status config = ParseServiceConfig(options.default_service_config, &unused);
+    if (!config.ok()) {
+      result = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "ChannelOptions::default_service_config: " + config.error_message());
     }
   }
   auto conn = std::make_shared<internal::ClientConn>(

@@ -99,6 +99,11 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool health_check_ = false;
   std::string health_check_service_;
   bool has_endpoints_ = false;
+  // ChannelSnapshot's rejected_config_error, rejected_config and
+  // policy_update_error.
+  std::string rejected_config_error_;
+  std::string rejected_config_;
+  std::string policy_update_error_;
 
   // Calls waiting for a picker that can place them, in arrival order. The
   // lock guards the list only: picks run outside it.

@@ -94,14 +94,18 @@ grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig*
     } catch (...) {
       return Invalid("policy \"" + name + "\": its config parser threw");
     }
-    if (!status.ok()) return Invalid("policy \"" + name + "\": " + status.error_message());
+    if (!status.ok()) {
+      // A policy may quote its input: bounded and printable here too.
+      return Invalid("policy \"" + name + "\": " + Shown(status.error_message(), 400));
+    }
     if (parsed == nullptr) return Invalid("policy \"" + name + "\" returned no config");
     config->policy_name = name;
     config->config = std::move(parsed);
     return grpc::Status::OK;
   }
-  return Invalid("no registered policy in loadBalancingConfig (skipped: " + Join(skipped) +
-                 "; registered: " + Join(RegisteredBalancers()) + ")");
+  // The skipped names are the input's own keys: quoted bounded.
+  return Invalid("no registered policy in loadBalancingConfig (skipped: " + Shown(Join(skipped)) +
+                 "; registered: " + Shown(Join(RegisteredBalancers()), 400) + ")");
 }
 
 grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) {
@@ -109,6 +113,11 @@ grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) 
   if (json.find_first_not_of(" \t\r\n") == std::string::npos) {
     root = nlohmann::json::object();
   } else {
+    static_assert(kMaxNestingDepth == kMaxServiceConfigDepth, "one limit, documented publicly");
+    if (json.size() > kMaxServiceConfigBytes) {
+      return Invalid(std::to_string(json.size()) + " bytes, over the limit of " +
+                     std::to_string(kMaxServiceConfigBytes) + " (kMaxServiceConfigBytes)");
+    }
     if (NestingDepth(json, kMaxNestingDepth) > kMaxNestingDepth) {
       return Invalid("nested deeper than " + std::to_string(kMaxNestingDepth) + " levels");
     }

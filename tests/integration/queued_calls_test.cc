@@ -108,11 +108,9 @@ class DoneBuilder final : public lbkit::BalancerBuilder {
 
 // Registers the done-recording policy (once per process) and empties its log.
 void UseDonePolicy() {
-  static bool registered = [] {
-    lbkit::RegisterBalancer(std::make_shared<DoneBuilder>());
-    return true;
-  }();
-  (void)registered;
+  static const bool registered =
+      lbkit::RegisterBalancer(std::make_shared<DoneBuilder>(), lbkit::OnDuplicate::kReplace).ok();
+  ASSERT_TRUE(registered);
   Log().Clear();
 }
 

@@ -10,7 +10,7 @@ namespace {
 
 class ServiceConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override { customlb::RegisterCustomRoundRobin(); }
+  void SetUp() override { ASSERT_TRUE(customlb::RegisterCustomRoundRobin().ok()); }
 
   // Parses and returns the error message ("" when OK).
   std::string Error(const std::string& json) {
@@ -133,7 +133,9 @@ class ThrowingBuilder final : public lbkit::BalancerBuilder {
 };
 
 TEST(ServiceConfigHardening, AParserThatThrowsIsAConfigErrorNotACrash) {
-  lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>());
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
   lbkit::ServiceConfig config;
   grpc::Status status =
       lbkit::ParseServiceConfig(R"({"loadBalancingConfig":[{"throwing_parser":{}}]})", &config);
@@ -154,6 +156,25 @@ TEST(ServiceConfigHardening, DeepNestingIsRefusedBeforeParsing) {
   std::string brackets_in_a_string =
       R"({"healthCheckConfig":{"serviceName":")" + std::string(1000, '[') + R"("}})";
   EXPECT_TRUE(lbkit::ParseServiceConfig(brackets_in_a_string, &config).ok());
+}
+
+TEST(ServiceConfigHardening, ConfigsOverTheSizeLimitAreRefusedBeforeParsing) {
+  lbkit::ServiceConfig config;
+  // Exactly at the limit: parsed (a long health-check service name).
+  const std::string head = R"({"healthCheckConfig":{"serviceName":")";
+  const std::string tail = R"("}})";
+  std::string at_limit =
+      head + std::string(lbkit::kMaxServiceConfigBytes - head.size() - tail.size(), 's') + tail;
+  ASSERT_EQ(at_limit.size(), lbkit::kMaxServiceConfigBytes);
+  EXPECT_TRUE(lbkit::ParseServiceConfig(at_limit, &config).ok());
+  // One byte over: refused, and the message says by how much.
+  std::string over =
+      head + std::string(at_limit.size() - head.size() - tail.size() + 1, 's') + tail;
+  grpc::Status status = lbkit::ParseServiceConfig(over, &config);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(),
+            "invalid service config: 4194305 bytes, over the limit of "
+            "4194304 (kMaxServiceConfigBytes)");
 }
 
 TEST(ServiceConfigHardening, MessagesQuoteABoundedPrintableExcerpt) {

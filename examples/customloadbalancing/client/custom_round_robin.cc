@@ -71,8 +71,11 @@ std::unique_ptr<lbkit::Balancer> CustomRoundRobinBuilder::Build(lbkit::Helper* h
   return std::make_unique<CustomRoundRobin>(helper);
 }
 
-void RegisterCustomRoundRobin() {
-  lbkit::RegisterBalancer(std::make_shared<CustomRoundRobinBuilder>());
+grpc::Status RegisterCustomRoundRobin() {
+  // Once per process: later calls return the first one's answer.
+  static const grpc::Status status =
+      lbkit::RegisterBalancer(std::make_shared<CustomRoundRobinBuilder>());
+  return status;
 }
 
 }  // namespace customlb

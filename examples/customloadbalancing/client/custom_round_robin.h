@@ -51,8 +51,10 @@ class CustomRoundRobinBuilder final : public lbkit::BalancerBuilder {
   std::unique_ptr<lbkit::Balancer> Build(lbkit::Helper* helper) const override;
 };
 
-// Registers custom_round_robin (idempotent).
-void RegisterCustomRoundRobin();
+// Registers custom_round_robin. Idempotent: the first call registers and
+// every call returns its status (ALREADY_EXISTS if some other code took the
+// name "custom_round_robin" first).
+grpc::Status RegisterCustomRoundRobin();
 
 }  // namespace customlb
 

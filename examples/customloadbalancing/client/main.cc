@@ -139,7 +139,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  customlb::RegisterCustomRoundRobin();
+  if (grpc::Status registered = customlb::RegisterCustomRoundRobin(); !registered.ok()) {
+    std::fprintf(stderr, "lbkit-echo-client: %s\n", registered.error_message().c_str());
+    return 1;
+  }
   auto resolver = lbkit::ManualResolver::Create();
   lbkit::ResolverState state;
   for (const std::string& addr : addrs) state.endpoints.push_back(lbkit::Endpoint{{addr}});
