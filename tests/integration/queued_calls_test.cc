@@ -59,9 +59,9 @@ class DonePicker final : public lbkit::Picker {
   lbkit::PickResult Pick(const lbkit::PickArgs& args) const override {
     lbkit::PickResult result = inner_->Pick(args);
     if (result.kind() != lbkit::PickResult::Kind::kComplete) return result;
-    return lbkit::PickResult::Complete(result.subchannel(), [](const grpc::Status& status) {
+    return lbkit::PickResult::Complete(result.subchannel(), [](const lbkit::CallDoneInfo& info) {
       std::lock_guard<std::mutex> lock(Log().mu);
-      Log().statuses.push_back(status);
+      Log().statuses.push_back(info.status());
     });
   }
 
