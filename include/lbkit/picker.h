@@ -157,11 +157,12 @@ class PickResult {
   // ASCII (0x20-0x7e) unless the key ends in "-bin", which takes any bytes
   // (gRPC base64-encodes them).
   PickResult& AddMetadata(std::string key, std::string value) & {
-    metadata_.emplace_back(std::move(key), std::move(value));
+    if (metadata_ == nullptr) metadata_ = std::make_unique<MetadataList>();
+    metadata_->emplace_back(std::move(key), std::move(value));
     return *this;
   }
   PickResult&& AddMetadata(std::string key, std::string value) && {
-    metadata_.emplace_back(std::move(key), std::move(value));
+    AddMetadata(std::move(key), std::move(value));
     return std::move(*this);
   }
 
@@ -169,9 +170,28 @@ class PickResult {
   Subchannel* subchannel() const { return subchannel_; }
   const grpc::Status& status() const { return status_; }
   CallDoneCallback& on_done() { return on_done_; }
-  // What AddMetadata attached, in order.
-  const std::vector<std::pair<std::string, std::string>>& metadata() const { return metadata_; }
-  std::vector<std::pair<std::string, std::string>>& metadata() { return metadata_; }
+  using MetadataList = std::vector<std::pair<std::string, std::string>>;
+  // What AddMetadata attached, in order; null when nothing was.
+  const MetadataList* metadata() const { return metadata_.get(); }
+  // Hands over what AddMetadata attached (empty when nothing was).
+  MetadataList TakeMetadata() {
+    return metadata_ != nullptr ? std::move(*metadata_) : MetadataList();
+  }
+
+  PickResult(PickResult&&) noexcept = default;
+  PickResult& operator=(PickResult&&) noexcept = default;
+  PickResult(const PickResult& other)
+      : kind_(other.kind_),
+        subchannel_(other.subchannel_),
+        status_(other.status_),
+        on_done_(other.on_done_),
+        metadata_(other.metadata_ != nullptr ? std::make_unique<MetadataList>(*other.metadata_)
+                                             : nullptr) {}
+  PickResult& operator=(const PickResult& other) {
+    if (this != &other) *this = PickResult(other);
+    return *this;
+  }
+  ~PickResult() = default;
 
  private:
   explicit PickResult(Kind kind) : kind_(kind) {}
@@ -180,7 +200,9 @@ class PickResult {
   Subchannel* subchannel_ = nullptr;
   grpc::Status status_;
   CallDoneCallback on_done_;
-  std::vector<std::pair<std::string, std::string>> metadata_;
+  // A pointer, not a vector: a pick that attaches nothing (nearly all of
+  // them) builds and destroys one null pointer, not three.
+  std::unique_ptr<MetadataList> metadata_;
 };
 
 class Picker {

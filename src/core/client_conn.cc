@@ -348,8 +348,8 @@ void ClientConn::PickQueued(const Picker& picker) {
     if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
       auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
       if (subchannel->connected()) {
-        if (!result.metadata().empty()) {
-          grpc::Status checked = CheckPickMetadata(result.metadata());
+        if (result.metadata() != nullptr) {
+          grpc::Status checked = CheckPickMetadata(*result.metadata());
           if (!checked.ok()) {
             bool failed = call->Fail(checked);
             if (result.on_done()) {
@@ -364,7 +364,7 @@ void ClientConn::PickQueued(const Picker& picker) {
               " (was queued)");
         // The relay adds the attached metadata to the real call's context.
         call->Place(subchannel->shared_from_this(), std::move(result.on_done()),
-                    std::move(result.metadata()));
+                    result.TakeMetadata());
         continue;
       }
       // The picker is older than the connection's failure: wait for the next.
@@ -491,8 +491,8 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
           break;
         }
         if (subchannel->connected()) {
-          if (!result.metadata().empty()) {
-            grpc::Status checked = CheckPickMetadata(result.metadata());
+          if (result.metadata() != nullptr) {
+            grpc::Status checked = CheckPickMetadata(*result.metadata());
             if (!checked.ok()) {
               if (result.on_done()) result.on_done()(CallDoneInfo(checked));
               failure.emplace(std::move(checked));
@@ -501,7 +501,7 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
             }
             // Before the call exists: every stub sends the context's map
             // with its first batch, after CreateCall.
-            for (const auto& [key, value] : result.metadata()) context->AddMetadata(key, value);
+            for (const auto& [key, value] : *result.metadata()) context->AddMetadata(key, value);
           }
           if (TraceEnabled(TraceFlag::kPick)) {
             Trace(TraceFlag::kPick, args.method, " -> ", subchannel->address());

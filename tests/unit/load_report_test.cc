@@ -165,3 +165,25 @@ TEST(PickMetadataCheck, RejectsWithInternalNamingTheKey) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(PickResultMetadata, NothingIsAttachedUntilAsked) {
+  lbkit::PickResult result = lbkit::PickResult::Complete(nullptr);
+  EXPECT_EQ(result.metadata(), nullptr);
+  EXPECT_TRUE(result.TakeMetadata().empty());
+}
+
+TEST(PickResultMetadata, AttachedEntriesKeepTheirOrderAndSurviveACopy) {
+  lbkit::PickResult result =
+      lbkit::PickResult::Complete(nullptr).AddMetadata("a", "1").AddMetadata("b", "2");
+  lbkit::PickResult copy = result;
+  result.AddMetadata("c", "3");
+  ASSERT_NE(copy.metadata(), nullptr);
+  EXPECT_EQ(*copy.metadata(), (lbkit::PickResult::MetadataList{{"a", "1"}, {"b", "2"}}))
+      << "a copy has its own list";
+  EXPECT_EQ(result.TakeMetadata(),
+            (lbkit::PickResult::MetadataList{{"a", "1"}, {"b", "2"}, {"c", "3"}}));
+}
+
+}  // namespace
