@@ -54,7 +54,8 @@ class CallDoneInfo {
   CallDoneInfo(const CallDoneInfo&) = delete;
   CallDoneInfo& operator=(const CallDoneInfo&) = delete;
 
-  // The call's final status, as the application sees it.
+  // The call's final status as the application sees it, or, for a pick lbkit
+  // did not use, the CANCELLED status CallDoneCallback describes.
   const grpc::Status& status() const { return status_; }
   // The trailing metadata the backend sent, as gRPC hands it to applications;
   // empty when it sent none or the call never reached a backend. Keys are
@@ -108,8 +109,10 @@ class CallDoneInfo {
 //   a waiting call), with CANCELLED and a message starting "lbkit: pick not
 //   used". Nothing was sent to that backend, so a policy counting failures per
 //   backend should not count it.
-// - A waiting call that ended (deadline, TryCancel) just as it was placed:
-//   on lbkit's I/O thread or the thread that let the call go, with CANCELLED.
+// - A waiting call that ended (deadline, TryCancel) just as it was placed,
+//   so that nothing was sent: with CANCELLED, at once on the channel's
+//   control thread ("call ended while queued"), or on lbkit's I/O thread or
+//   the thread releasing the call ("call ended before it was sent").
 // - A pick whose attached metadata is invalid (PickResult::AddMetadata): at
 //   once, on the thread that picked, with the call's INTERNAL status.
 //
@@ -143,9 +146,10 @@ class PickResult {
   }
 
   // Attaches `key: value` to the initial metadata of the call this pick
-  // completes; the backend sees it as client metadata (ignored unless the
-  // result is a Complete one). Chains: Complete(sc).AddMetadata(k, v).
-  // Costs nothing for a pick that attaches nothing.
+  // completes; the backend sees it as client metadata, beside the call's own
+  // (a key the call already has is then sent twice). Ignored unless the
+  // result is a Complete one. Chains: Complete(sc).AddMetadata(k, v). A pick
+  // that attaches nothing pays one null pointer for it.
   //
   // lbkit checks the attached entries as gRPC would and, if one is invalid,
   // fails the call (before anything is sent) with INTERNAL "lbkit: picker
