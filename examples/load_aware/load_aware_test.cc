@@ -111,9 +111,10 @@ TEST_F(LoadAwareTest, AttachesTheWeightItUsedToTheCall) {
   lbkit::testing::TestCall call;
   lbkit::PickResult result = helper_.last_state().picker->Pick(call.args());
   ASSERT_EQ(result.kind(), lbkit::PickResult::Kind::kComplete);
-  ASSERT_EQ(result.metadata().size(), 1u);
-  EXPECT_EQ(result.metadata()[0].first, "x-load-aware-weight");
-  EXPECT_EQ(result.metadata()[0].second, "7");
+  ASSERT_NE(result.metadata(), nullptr);
+  ASSERT_EQ(result.metadata()->size(), 1u);
+  EXPECT_EQ((*result.metadata())[0].first, "x-load-aware-weight");
+  EXPECT_EQ((*result.metadata())[0].second, "7");
 }
 
 TEST_F(LoadAwareTest, AWeightChangeKeepsTheConnections) {

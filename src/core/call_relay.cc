@@ -206,7 +206,8 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
     if (server_done_) {
       // Ended between the pick and now: the pick's done-callback hears of it.
       if (call_->on_done_) {
-        call_->on_done_(grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent"));
+        call_->on_done_(CallDoneInfo(
+            grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent")));
         call_->on_done_ = nullptr;
       }
       return;
@@ -215,6 +216,8 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
       // grpc-internal-encoding-request and the like: set below, by gRPC.
       if (!IsTransportMetadata(key)) upstream_ctx_.AddMetadata(key, value);
     }
+    // What the picker attached (PickResult::AddMetadata), already checked.
+    for (const auto& [key, value] : call_->pick_metadata_) upstream_ctx_.AddMetadata(key, value);
     upstream_ctx_.set_deadline(call_->deadline_);
     upstream_ctx_.set_wait_for_ready(call_->wait_for_ready_);
     if (call_->credentials_ != nullptr) upstream_ctx_.set_credentials(call_->credentials_);
@@ -351,22 +354,32 @@ QueuedCall::QueuedCall(const grpc::internal::RpcMethod& method, grpc::ClientCont
       compression_(context.compression_algorithm()) {
   args_.method = method_;
   args_.metadata = &metadata_;
+  // As the stub saw it when the call arrived; a relative deadline is made
+  // absolute now, as deadline_ is.
+  args_.deadline = context.deadline();
+  args_.wait_for_ready = wait_for_ready;
 }
 
 QueuedCall::~QueuedCall() {
-  if (on_done_)
-    on_done_(grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent"));
+  if (on_done_) {
+    on_done_(
+        CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent")));
+  }
 }
 
-bool QueuedCall::Place(std::shared_ptr<SubchannelImpl> subchannel, CallDoneCallback on_done) {
+bool QueuedCall::Place(std::shared_ptr<SubchannelImpl> subchannel, CallDoneCallback on_done,
+                       std::vector<std::pair<std::string, std::string>> metadata) {
   int expected = kWaiting;
   // Claim the call first, so that nothing else reads what is written next.
   if (!phase_.compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) {
-    if (on_done) on_done(grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued"));
+    if (on_done) {
+      on_done(CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued")));
+    }
     return false;
   }
   subchannel_ = std::move(subchannel);
   on_done_ = std::move(on_done);
+  pick_metadata_ = std::move(metadata);
   phase_.store(kPlaced, std::memory_order_release);
   IoLoop::Get().Post([self = shared_from_this()] { self->Advance(); });
   return true;

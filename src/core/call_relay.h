@@ -18,6 +18,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/completion_queue.h>
@@ -45,9 +47,11 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
   const PickArgs& args() const { return args_; }
   bool wait_for_ready() const { return wait_for_ready_; }
 
-  // Places the call on `subchannel`. Returns false, and runs `on_done` with
-  // the call's end, if the call has already ended. Any thread.
-  bool Place(std::shared_ptr<SubchannelImpl> subchannel, CallDoneCallback on_done);
+  // Places the call on `subchannel`, with `metadata` (checked by
+  // CheckPickMetadata) added to what it sends. Returns false, and runs
+  // `on_done` with the call's end, if the call has already ended. Any thread.
+  bool Place(std::shared_ptr<SubchannelImpl> subchannel, CallDoneCallback on_done,
+             std::vector<std::pair<std::string, std::string>> metadata = {});
   // Ends the call with `status`. Returns false if it was already placed or
   // ended. Any thread.
   bool Fail(const grpc::Status& status);
@@ -85,6 +89,7 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
   // Written while kClaimed, read once kPlaced or kEnded.
   std::shared_ptr<SubchannelImpl> subchannel_;
   CallDoneCallback on_done_;
+  std::vector<std::pair<std::string, std::string>> pick_metadata_;
   grpc::Status status_;
 
   // IoLoop thread only.

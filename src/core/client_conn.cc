@@ -12,6 +12,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include "core/address.h"
+#include "core/call_info.h"
 #include "core/guarded_pick.h"
 #include "core/lame_channel.h"
 #include "core/shown_text.h"
@@ -370,13 +371,27 @@ void ClientConn::PickQueued(const Picker& picker) {
     if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
       auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
       if (subchannel->connected()) {
+        if (result.metadata() != nullptr) {
+          grpc::Status checked = CheckPickMetadata(*result.metadata());
+          if (!checked.ok()) {
+            bool failed = call->Fail(checked);
+            if (result.on_done()) {
+              result.on_done()(CallDoneInfo(
+                  failed ? checked
+                         : grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued")));
+            }
+            continue;
+          }
+        }
         Trace(TraceFlag::kPick, call->args().method, " -> ", subchannel->address(),
               " (was queued)");
-        call->Place(subchannel->shared_from_this(), std::move(result.on_done()));
+        // The relay adds the attached metadata to the real call's context.
+        call->Place(subchannel->shared_from_this(), std::move(result.on_done()),
+                    result.TakeMetadata());
         continue;
       }
       // The picker is older than the connection's failure: wait for the next.
-      if (result.on_done()) result.on_done()(PickNotUsed(*subchannel));
+      if (result.on_done()) result.on_done()(CallDoneInfo(PickNotUsed(*subchannel)));
     } else if (result.kind() == PickResult::Kind::kFail && !call->wait_for_ready() &&
                !result.status().ok()) {
       call->Fail(result.status());
@@ -481,9 +496,12 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
                                        : std::string_view(method.name());
   args.metadata = &StubAdapter::SendMetadata(*context);
   const bool wait_for_ready = StubAdapter::WaitForReady(*context);
+  args.deadline = context->deadline();
+  args.wait_for_ready = wait_for_ready;
 
   uint64_t generation = generation_.load(std::memory_order_acquire);
   std::optional<grpc::Status> failure;  // nothing to build on the fast path
+  bool bad_metadata = false;
   {
     PickerSlot::ReadGuard picker = picker_slot_.Read();
     PickResult result = GuardedPick(*picker.get(), args);
@@ -496,6 +514,18 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
           break;
         }
         if (subchannel->connected()) {
+          if (result.metadata() != nullptr) {
+            grpc::Status checked = CheckPickMetadata(*result.metadata());
+            if (!checked.ok()) {
+              if (result.on_done()) result.on_done()(CallDoneInfo(checked));
+              failure.emplace(std::move(checked));
+              bad_metadata = true;
+              break;
+            }
+            // Before the call exists: every stub sends the context's map
+            // with its first batch, after CreateCall.
+            for (const auto& [key, value] : *result.metadata()) context->AddMetadata(key, value);
+          }
           if (TraceEnabled(TraceFlag::kPick)) {
             Trace(TraceFlag::kPick, args.method, " -> ", subchannel->address());
           }
@@ -505,7 +535,7 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
         }
         // gRPC has reported this connection gone, and the policy has not yet
         // published a picker without it: queue for that picker.
-        if (result.on_done()) result.on_done()(PickNotUsed(*subchannel));
+        if (result.on_done()) result.on_done()(CallDoneInfo(PickNotUsed(*subchannel)));
         break;
       }
       case PickResult::Kind::kFail:
@@ -516,7 +546,9 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
     }
   }
   if (failure.has_value() && !failure->ok()) {
-    if (DeadlinePassed(context->raw_deadline())) return ExpiredCall(method, context, cq);
+    if (!bad_metadata && DeadlinePassed(context->raw_deadline())) {
+      return ExpiredCall(method, context, cq);
+    }
     Trace(TraceFlag::kPick, args.method, " failed: ", failure->error_message());
     return FailedCall(*failure, method, context, cq);
   }

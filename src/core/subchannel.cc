@@ -44,18 +44,27 @@ ConnectivityState FromGrpc(grpc_connectivity_state state) {
 // CreateCall, on the same thread.
 thread_local CallDoneCallback* pending_done = nullptr;
 
+// Hands the pick's done-callback the call's status and trailing metadata.
+// gRPC runs POST_RECV_STATUS when the application takes the status (inside
+// CompletionQueue::Next for async calls), which is why picker.h cannot promise
+// more for direct calls.
 class CallDoneInterceptor final : public grpc::experimental::Interceptor {
  public:
   explicit CallDoneInterceptor(CallDoneCallback done) : done_(std::move(done)) {}
   ~CallDoneInterceptor() override {
-    if (done_) done_(grpc::Status(grpc::StatusCode::CANCELLED, "call ended without a status"));
+    // Destroyed with the ClientContext: the status was never taken.
+    if (done_) {
+      done_(CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED, "call ended without a status")));
+    }
   }
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     if (done_ && methods->QueryInterceptionHookPoint(
                      grpc::experimental::InterceptionHookPoints::POST_RECV_STATUS)) {
       CallDoneCallback done = std::move(done_);
       done_ = nullptr;
-      done(*methods->GetRecvStatus());
+      // The map is the ClientContext's own view of the trailers: valid for the
+      // callback, which is all CallDoneInfo promises.
+      done(CallDoneInfo(*methods->GetRecvStatus(), methods->GetRecvTrailingMetadata()));
     }
     methods->Proceed();
   }

@@ -59,14 +59,15 @@ class SubchannelImpl final : public Subchannel,
 
   // Any thread: starts a call on this subchannel's connection. `method_info`
   // is lbkit's registration of the method (may be null). `on_done`, if set,
-  // receives the final status.
+  // receives the call's end (status and trailers) when gRPC hands the status
+  // to interceptors (picker.h, CallDoneCallback).
   grpc::internal::Call CreateCall(const grpc::internal::RpcMethod& method,
                                   const MethodInfo* method_info, grpc::ClientContext* context,
                                   grpc::CompletionQueue* cq, CallDoneCallback on_done);
 
   // Any thread: starts a generic (ByteBuffer) bidi call to `method` on this
   // connection, with completions on `cq`, for lbkit's call relay. `on_done`,
-  // if set, receives the final status, as for CreateCall.
+  // if set, receives the call's end, as for CreateCall.
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> StartGenericCall(
       grpc::ClientContext* context, const std::string& method, grpc::CompletionQueue* cq,
       CallDoneCallback on_done);

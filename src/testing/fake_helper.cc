@@ -159,7 +159,7 @@ std::string Describe(PickResult result) {
     case PickResult::Kind::kComplete: {
       if (result.subchannel() == nullptr) return "complete without a subchannel";
       std::string address = result.subchannel()->address();
-      if (result.on_done()) result.on_done()(grpc::Status::OK);
+      if (result.on_done()) result.on_done()(CallDoneInfo(grpc::Status::OK));
       return address;
     }
     case PickResult::Kind::kQueue:

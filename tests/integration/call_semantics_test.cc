@@ -93,9 +93,9 @@ class RecordingBuilder final : public lbkit::BalancerBuilder {
 };
 
 TEST(CallSemantics, QueuedCallsArePlacedInArrivalOrder) {
-  ASSERT_TRUE(lbkit::RegisterBalancer(std::make_shared<RecordingBuilder>(),
-                                      lbkit::OnDuplicate::kReplace)
-                  .ok());
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecordingBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
   TestBackend backend;
   auto resolver = lbkit::ManualResolver::Create();
   auto channel = lbkit_test::ManualChannel(resolver);  // no state yet: calls queue

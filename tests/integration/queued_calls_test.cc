@@ -21,7 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "common/call_styles.h"
 #include "common/test_backend.h"
+#include "common/test_policy.h"
 #include "lbkit/lbkit.h"
 
 namespace {
@@ -29,10 +31,17 @@ namespace {
 using grpc::examples::echo::Echo;
 using grpc::examples::echo::EchoRequest;
 using grpc::examples::echo::EchoResponse;
+using lbkit_test::IsSync;
+using lbkit_test::Name;
+using lbkit_test::OneCall;
+using lbkit_test::Outcome;
+using lbkit_test::Serialize;
+using lbkit_test::Style;
 using lbkit_test::TestBackend;
 using Clock = std::chrono::steady_clock;
 
-// --- A policy whose picks carry a done-callback: pick_first, recording. ---
+// --- A policy whose picks carry a done-callback: pick_first, recording (the
+// policy is done_recording_pick_first, registered by UseDonePolicy). ---
 
 struct DoneLog {
   std::mutex mu;
@@ -53,379 +62,27 @@ DoneLog& Log() {
   return *log;
 }
 
-class DonePicker final : public lbkit::Picker {
- public:
-  explicit DonePicker(std::shared_ptr<lbkit::Picker> inner) : inner_(std::move(inner)) {}
-  lbkit::PickResult Pick(const lbkit::PickArgs& args) const override {
-    lbkit::PickResult result = inner_->Pick(args);
-    if (result.kind() != lbkit::PickResult::Kind::kComplete) return result;
-    return lbkit::PickResult::Complete(result.subchannel(), [](const grpc::Status& status) {
-      std::lock_guard<std::mutex> lock(Log().mu);
-      Log().statuses.push_back(status);
-    });
-  }
-
- private:
-  std::shared_ptr<lbkit::Picker> inner_;
-};
-
-class DoneBalancer final : public lbkit::Balancer {
- public:
-  explicit DoneBalancer(lbkit::Helper* helper) : helper_(helper) {
-    grpc::Status status;
-    child_ = lbkit::ChildBalancer::Create(
-        helper, "pick_first",
-        [this](const lbkit::BalancerState& state) {
-          lbkit::BalancerState wrapped = state;
-          wrapped.picker = std::make_shared<DonePicker>(state.picker);
-          helper_->UpdateState(std::move(wrapped));
-        },
-        &status);
-  }
-  grpc::Status UpdateResolverState(lbkit::BalancerUpdate update) override {
-    update.config = nullptr;
-    return child_->UpdateResolverState(std::move(update));
-  }
-  void ResolverError(const grpc::Status& status) override { child_->ResolverError(status); }
-
- private:
-  lbkit::Helper* helper_;
-  std::unique_ptr<lbkit::ChildBalancer> child_;
-};
-
-class DoneBuilder final : public lbkit::BalancerBuilder {
- public:
-  std::string name() const override { return "done_recording_pick_first"; }
-  grpc::Status ParseConfig(const nlohmann::json&,
-                           std::shared_ptr<const lbkit::BalancerConfig>* config) const override {
-    *config = std::make_shared<lbkit::BalancerConfig>();
-    return grpc::Status::OK;
-  }
-  std::unique_ptr<lbkit::Balancer> Build(lbkit::Helper* helper) const override {
-    return std::make_unique<DoneBalancer>(helper);
-  }
-};
-
 // Registers the done-recording policy (once per process) and empties its log.
 void UseDonePolicy() {
   static const bool registered =
-      lbkit::RegisterBalancer(std::make_shared<DoneBuilder>(), lbkit::OnDuplicate::kReplace).ok();
+      lbkit_test::RegisterWrappedPickFirst(
+          "done_recording_pick_first",
+          [](const lbkit::PickArgs&, lbkit::PickResult result) {
+            if (result.kind() != lbkit::PickResult::Kind::kComplete) return result;
+            return lbkit::PickResult::Complete(result.subchannel(),
+                                               [](const lbkit::CallDoneInfo& info) {
+                                                 std::lock_guard<std::mutex> lock(Log().mu);
+                                                 Log().statuses.push_back(info.status());
+                                               });
+          })
+          .ok();
   ASSERT_TRUE(registered);
   Log().Clear();
 }
 
 constexpr char kDoneConfig[] = R"({"loadBalancingConfig":[{"done_recording_pick_first":{}}]})";
 
-// --- Every call style, started the same way. ---
-
-enum class Style {
-  kSyncUnary,
-  kAsyncUnary,
-  kCallbackUnary,
-  kSyncServerStreaming,
-  kSyncClientStreaming,
-  kSyncBidi,
-  kAsyncBidi,
-  kCallbackBidi,
-  kGenericCallbackUnary,
-  kGenericAsyncBidi,
-};
-
-const char* Name(Style style) {
-  switch (style) {
-    case Style::kSyncUnary:
-      return "SyncUnary";
-    case Style::kAsyncUnary:
-      return "AsyncUnary";
-    case Style::kCallbackUnary:
-      return "CallbackUnary";
-    case Style::kSyncServerStreaming:
-      return "SyncServerStreaming";
-    case Style::kSyncClientStreaming:
-      return "SyncClientStreaming";
-    case Style::kSyncBidi:
-      return "SyncBidi";
-    case Style::kAsyncBidi:
-      return "AsyncBidi";
-    case Style::kCallbackBidi:
-      return "CallbackBidi";
-    case Style::kGenericCallbackUnary:
-      return "GenericCallbackUnary";
-    case Style::kGenericAsyncBidi:
-      return "GenericAsyncBidi";
-  }
-  return "?";
-}
-
-bool IsSync(Style style) {
-  return style == Style::kSyncUnary || style == Style::kSyncServerStreaming ||
-         style == Style::kSyncClientStreaming || style == Style::kSyncBidi;
-}
-
-struct Outcome {
-  grpc::Status status;
-  std::string reply;
-};
-using Done = std::function<void(const grpc::Status&, const std::string&)>;
-
-// Completion-queue tags are heap functions, run by one driver thread.
-using TagFn = std::function<void(bool)>;
-void* Tag(TagFn fn) { return new TagFn(std::move(fn)); }
-
-class CqDriver {
- public:
-  CqDriver()
-      : thread_([this] {
-          void* tag;
-          bool ok;
-          while (cq_.Next(&tag, &ok)) {
-            auto* fn = static_cast<TagFn*>(tag);
-            (*fn)(ok);
-            delete fn;
-          }
-        }) {}
-  ~CqDriver() {
-    cq_.Shutdown();
-    thread_.join();
-  }
-  grpc::CompletionQueue* cq() { return &cq_; }
-
- private:
-  grpc::CompletionQueue cq_;
-  std::thread thread_;
-};
-
-grpc::ByteBuffer Serialize(const EchoRequest& request) {
-  std::string bytes = request.SerializeAsString();
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
-std::string ParseReply(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  std::string bytes;
-  if (buffer.Dump(&slices).ok()) {
-    for (const auto& slice : slices)
-      bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
-  }
-  EchoResponse response;
-  response.ParseFromString(bytes);
-  return response.message();
-}
-
-class CallbackBidi final : public grpc::ClientBidiReactor<EchoRequest, EchoResponse> {
- public:
-  CallbackBidi(Echo::Stub* stub, grpc::ClientContext* context, Done done) : done_(std::move(done)) {
-    request_.set_message("m");
-    stub->async()->BidirectionalStreamingEcho(context, this);
-    StartWriteLast(&request_, grpc::WriteOptions());
-    StartRead(&response_);
-    StartCall();
-  }
-  void OnReadDone(bool ok) override {
-    if (ok) reply_ = response_.message();
-  }
-  void OnDone(const grpc::Status& status) override {
-    done_(status, reply_);
-    delete this;
-  }
-
- private:
-  EchoRequest request_;
-  EchoResponse response_;
-  std::string reply_;
-  Done done_;
-};
-
-// Starts one call of `style` on `channel` and returns once the stub has
-// returned; `done` runs when the call has ended. Sync calls run on a thread of
-// their own (joined by the caller through `threads`).
-void StartCall(Style style, const std::shared_ptr<grpc::ChannelInterface>& channel,
-               grpc::ClientContext* context, CqDriver* driver, std::vector<std::thread>* threads,
-               Done done) {
-  auto stub = std::shared_ptr<Echo::Stub>(Echo::NewStub(channel));
-  EchoRequest request;
-  request.set_message("m");
-  switch (style) {
-    case Style::kSyncUnary:
-      threads->emplace_back([=] {
-        EchoResponse response;
-        grpc::Status status = stub->UnaryEcho(context, request, &response);
-        done(status, response.message());
-      });
-      return;
-    case Style::kSyncServerStreaming:
-      threads->emplace_back([=] {
-        EchoResponse response;
-        std::string last;
-        auto reader = stub->ServerStreamingEcho(context, request);
-        while (reader->Read(&response)) last = response.message();
-        grpc::Status status = reader->Finish();
-        done(status, last);
-      });
-      return;
-    case Style::kSyncClientStreaming:
-      threads->emplace_back([=] {
-        EchoResponse response;
-        auto writer = stub->ClientStreamingEcho(context, &response);
-        writer->Write(request);
-        writer->WritesDone();
-        grpc::Status status = writer->Finish();
-        done(status, response.message());
-      });
-      return;
-    case Style::kSyncBidi:
-      threads->emplace_back([=] {
-        EchoResponse response;
-        std::string last;
-        auto stream = stub->BidirectionalStreamingEcho(context);
-        stream->Write(request);
-        stream->WritesDone();
-        while (stream->Read(&response)) last = response.message();
-        grpc::Status status = stream->Finish();
-        done(status, last);
-      });
-      return;
-    case Style::kAsyncUnary: {
-      struct State {
-        EchoResponse response;
-        grpc::Status status;
-        std::unique_ptr<grpc::ClientAsyncResponseReader<EchoResponse>> rpc;
-      };
-      auto state = std::make_shared<State>();
-      state->rpc = stub->AsyncUnaryEcho(context, request, driver->cq());
-      state->rpc->Finish(&state->response, &state->status, Tag([state, done](bool) {
-        // The reader lives in the call's arena: it goes before the test can
-        // destroy the context (and with it the arena).
-        state->rpc.reset();
-        done(state->status, state->response.message());
-      }));
-      return;
-    }
-    case Style::kCallbackUnary: {
-      auto response = std::make_shared<EchoResponse>();
-      auto req = std::make_shared<EchoRequest>(request);
-      stub->async()->UnaryEcho(
-          context, req.get(), response.get(),
-          [stub, req, response, done](grpc::Status status) { done(status, response->message()); });
-      return;
-    }
-    case Style::kAsyncBidi: {
-      struct State {
-        EchoRequest request;
-        EchoResponse response;
-        std::string reply;
-        grpc::Status status;
-        std::unique_ptr<grpc::ClientAsyncReaderWriter<EchoRequest, EchoResponse>> stream;
-      };
-      auto state = std::make_shared<State>();
-      state->request = request;
-      state->stream = stub->PrepareAsyncBidirectionalStreamingEcho(context, driver->cq());
-      auto finish = [state, done] {
-        state->stream->Finish(&state->status, Tag([state, done](bool) {
-          state->stream.reset();  // in the call's arena
-          done(state->status, state->reply);
-        }));
-      };
-      state->stream->StartCall(Tag([state, finish](bool) {
-        state->stream->Write(state->request, Tag([state, finish](bool) {
-                               state->stream->WritesDone(Tag([state, finish](bool) {
-                                 state->stream->Read(&state->response,
-                                                     Tag([state, finish](bool ok) {
-                                                       if (ok)
-                                                         state->reply = state->response.message();
-                                                       finish();
-                                                     }));
-                               }));
-                             }));
-      }));
-      return;
-    }
-    case Style::kCallbackBidi:
-      new CallbackBidi(stub.get(), context,
-                       [stub, done](const grpc::Status& status, const std::string& reply) {
-                         done(status, reply);
-                       });
-      return;
-    case Style::kGenericCallbackUnary: {
-      auto generic = std::make_shared<grpc::GenericStub>(channel);
-      auto buffers = std::make_shared<std::pair<grpc::ByteBuffer, grpc::ByteBuffer>>();
-      buffers->first = Serialize(request);
-      generic->UnaryCall(context, "/grpc.examples.echo.Echo/UnaryEcho", grpc::StubOptions(),
-                         &buffers->first, &buffers->second,
-                         [generic, buffers, done](grpc::Status status) {
-                           done(status, status.ok() ? ParseReply(buffers->second) : "");
-                         });
-      return;
-    }
-    case Style::kGenericAsyncBidi: {
-      struct State {
-        grpc::ByteBuffer request;
-        grpc::ByteBuffer response;
-        std::string reply;
-        grpc::Status status;
-        std::unique_ptr<grpc::GenericClientAsyncReaderWriter> stream;
-      };
-      auto state = std::make_shared<State>();
-      state->request = Serialize(request);
-      grpc::GenericStub generic(channel);
-      state->stream =
-          generic.PrepareCall(context, "/grpc.examples.echo.Echo/UnaryEcho", driver->cq());
-      state->stream->StartCall(Tag([state, done](bool) {
-        state->stream->WriteLast(
-            state->request, grpc::WriteOptions(), Tag([state, done](bool) {
-              state->stream->Read(&state->response, Tag([state, done](bool ok) {
-                if (ok) state->reply = ParseReply(state->response);
-                state->stream->Finish(&state->status, Tag([state, done](bool) {
-                  state->stream.reset();  // in the call's arena
-                  done(state->status, state->reply);
-                }));
-              }));
-            }));
-      }));
-      return;
-    }
-  }
-}
-
-// One call of a style, with its outcome as a future and the time its stub
-// took to return.
-class OneCall {
- public:
-  OneCall(Style style, const std::shared_ptr<grpc::ChannelInterface>& channel,
-          std::chrono::milliseconds timeout, bool wait_for_ready = true) {
-    if (timeout.count() > 0) context_.set_deadline(std::chrono::system_clock::now() + timeout);
-    context_.set_wait_for_ready(wait_for_ready);
-    auto promise = std::make_shared<std::promise<Outcome>>();
-    outcome_ = promise->get_future();
-    Clock::time_point start = Clock::now();
-    StartCall(style, channel, &context_, &driver_, &threads_,
-              [promise](const grpc::Status& status, const std::string& reply) {
-                promise->set_value({status, reply});
-              });
-    in_stub_ = Clock::now() - start;
-  }
-  ~OneCall() {
-    for (auto& thread : threads_) thread.join();
-  }
-  grpc::ClientContext& context() { return context_; }
-  Clock::duration in_stub() const { return in_stub_; }
-  // The outcome, or a failure if it does not come within `timeout`.
-  Outcome Wait(std::chrono::seconds timeout = std::chrono::seconds(20)) {
-    if (outcome_.wait_for(timeout) != std::future_status::ready) {
-      ADD_FAILURE() << "the call did not end";
-      context_.TryCancel();
-    }
-    return outcome_.get();
-  }
-
- private:
-  CqDriver driver_;  // outlives the call's tags: declared before the context
-  grpc::ClientContext context_;
-  std::vector<std::thread> threads_;
-  std::future<Outcome> outcome_;
-  Clock::duration in_stub_{};
-};
+// The call styles and OneCall: tests/common/call_styles.h.
 
 class QueuedCallsTest : public ::testing::TestWithParam<Style> {
  protected:

@@ -13,14 +13,17 @@ std::string EchoService::Reply(const std::string& message) const {
   return message + " (from " + label_ + ")";
 }
 
-grpc::Status EchoService::UnaryEcho(grpc::ServerContext*, const EchoRequest* request,
+grpc::Status EchoService::UnaryEcho(grpc::ServerContext* context, const EchoRequest* request,
                                     EchoResponse* response) {
+  OnCall(context);
   response->set_message(Reply(request->message()));
   return grpc::Status::OK;
 }
 
-grpc::Status EchoService::ServerStreamingEcho(grpc::ServerContext*, const EchoRequest* request,
+grpc::Status EchoService::ServerStreamingEcho(grpc::ServerContext* context,
+                                              const EchoRequest* request,
                                               grpc::ServerWriter<EchoResponse>* writer) {
+  OnCall(context);
   EchoResponse response;
   response.set_message(Reply(request->message()));
   for (int i = 0; i < 3; ++i) {
@@ -29,9 +32,10 @@ grpc::Status EchoService::ServerStreamingEcho(grpc::ServerContext*, const EchoRe
   return grpc::Status::OK;
 }
 
-grpc::Status EchoService::ClientStreamingEcho(grpc::ServerContext*,
+grpc::Status EchoService::ClientStreamingEcho(grpc::ServerContext* context,
                                               grpc::ServerReader<EchoRequest>* reader,
                                               EchoResponse* response) {
+  OnCall(context);
   EchoRequest request;
   std::string last;
   int count = 0;
@@ -44,7 +48,8 @@ grpc::Status EchoService::ClientStreamingEcho(grpc::ServerContext*,
 }
 
 grpc::Status EchoService::BidirectionalStreamingEcho(
-    grpc::ServerContext*, grpc::ServerReaderWriter<EchoResponse, EchoRequest>* stream) {
+    grpc::ServerContext* context, grpc::ServerReaderWriter<EchoResponse, EchoRequest>* stream) {
+  OnCall(context);
   EchoRequest request;
   while (stream->Read(&request)) {
     EchoResponse response;

@@ -8,6 +8,7 @@
 #ifndef LBKIT_EXAMPLES_ECHO_SERVICE_H_
 #define LBKIT_EXAMPLES_ECHO_SERVICE_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,10 +38,19 @@ class EchoService final : public grpc::examples::echo::Echo::Service {
 
   void set_label(std::string label) { label_ = std::move(label); }
   const std::string& label() const { return label_; }
+  // Runs in every call's handler, before the call's status is sent: where a
+  // server adds trailing metadata (lbkit-echo-server --report-load adds a
+  // load report). Must be thread-safe; set before the server starts.
+  using CallHook = std::function<void(grpc::ServerContext* context)>;
+  void set_call_hook(CallHook hook) { call_hook_ = std::move(hook); }
 
  private:
   std::string Reply(const std::string& message) const;
+  void OnCall(grpc::ServerContext* context) const {
+    if (call_hook_) call_hook_(context);
+  }
   std::string label_;
+  CallHook call_hook_;
 };
 
 // A server for `service` on `address` (port 0 picks one), with SO_REUSEPORT

@@ -1,37 +1,128 @@
 // lbkit-echo-server: serves grpc.examples.echo.Echo on every address of
-// --addrs; each reply names the address that served it. Stops cleanly on
-// SIGINT or SIGTERM.
+// --addrs; each reply names the address that served it. With --report-load,
+// every call also carries a load report for client-side policies. Stops
+// cleanly on SIGINT or SIGTERM.
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include <grpcpp/server.h>
+#include <lbkit/server_load_report.h>
 
 #include "echo_service.h"
 #include "flags.h"
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// The process's CPU use over the last whole second, as a fraction of all
+// CPUs (0 until a second has passed). Shared by every address.
+class ProcessCpu {
+ public:
+  double Utilization() {
+    std::lock_guard<std::mutex> lock(mu_);
+    Clock::time_point now = Clock::now();
+    if (now - sampled_at_ >= std::chrono::seconds(1)) {
+      double cpu = CpuSeconds();
+      double wall = std::chrono::duration<double>(now - sampled_at_).count();
+      utilization_ = (cpu - sampled_cpu_) / (wall * static_cast<double>(cpus_));
+      sampled_at_ = now;
+      sampled_cpu_ = cpu;
+    }
+    return utilization_;
+  }
+
+ private:
+  static double CpuSeconds() {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    auto seconds = [](const timeval& tv) {
+      return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+    };
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+  }
+
+  std::mutex mu_;
+  const long cpus_ = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+  Clock::time_point sampled_at_ = Clock::now();
+  double sampled_cpu_ = CpuSeconds();
+  double utilization_ = 0;
+};
+
+// --report-load for one address: adds a load report to every call's
+// trailers (lbkit::AddLoadReportTrailer: gRPC's ORCA trailer
+// endpoint-load-metrics-bin, and the copy lbkit's client reads) with
+//   cpu_utilization            ProcessCpu above
+//   qps                        calls this address started in the last whole second
+//   named_metrics["echo.calls"] calls this address has started in all
+class LoadReporter {
+ public:
+  explicit LoadReporter(ProcessCpu* cpu) : cpu_(cpu) {}
+
+  void OnCall(grpc::ServerContext* context) {
+    lbkit::LoadReport report;
+    report.cpu_utilization = cpu_->Utilization();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Clock::time_point now = Clock::now();
+      if (now - window_start_ >= std::chrono::seconds(1)) {
+        // The window just ended, or (idle for longer) an empty one did.
+        last_window_calls_ = now - window_start_ < std::chrono::seconds(2) ? window_calls_ : 0;
+        window_start_ = now;
+        window_calls_ = 0;
+      }
+      ++window_calls_;
+      ++calls_;
+      report.qps = static_cast<double>(last_window_calls_);
+      report.named_metrics["echo.calls"] = static_cast<double>(calls_);
+    }
+    lbkit::AddLoadReportTrailer(context, report);
+  }
+
+ private:
+  ProcessCpu* cpu_;
+  std::mutex mu_;
+  Clock::time_point window_start_ = Clock::now();
+  uint64_t window_calls_ = 0;
+  uint64_t last_window_calls_ = 0;
+  uint64_t calls_ = 0;
+};
+
 constexpr char kUsage[] =
     "usage: lbkit-echo-server [--addrs host:port,...] [--not-serving host:port,...]\n"
-    "                         [--toggle host:port]\n"
+    "                         [--toggle host:port] [--report-load]\n"
     "  --addrs        addresses to serve on (default localhost:50050,localhost:50051);\n"
     "                 port 0 picks a free port, and the log line shows which\n"
     "  --not-serving  addresses whose health service starts NOT_SERVING\n"
     "  --toggle       the address whose health SIGUSR1 flips (default: the last one)\n"
+    "  --report-load  send a load report with every call, in gRPC's ORCA trailer\n"
+    "                 endpoint-load-metrics-bin and in the copy lbkit's client reads,\n"
+    "                 lbkit-endpoint-load-metrics-bin: cpu_utilization (this process, last\n"
+    "                 second, fraction of all CPUs), qps (calls this address started\n"
+    "                 in the last second) and the named metric echo.calls (calls this\n"
+    "                 address has started in all)\n"
     "Every address serves grpc.health.v1.Health (SERVING unless told otherwise).\n"
     "SIGINT or SIGTERM stops the server.\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  lbkit_example::Flags flags(
-      argc, argv,
-      {{"addrs", "localhost:50050,localhost:50051"}, {"not-serving", ""}, {"toggle", ""}});
+  lbkit_example::Flags flags(argc, argv,
+                             {{"addrs", "localhost:50050,localhost:50051"},
+                              {"not-serving", ""},
+                              {"toggle", ""},
+                              {"report-load", "false"}},
+                             {"report-load"});
   if (flags.help()) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -68,10 +159,25 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  const std::string& report_load = flags.Get("report-load");
+  if (report_load != "true" && report_load != "false") {
+    std::fprintf(stderr, "lbkit-echo-server: --report-load takes no value (or true/false)\n%s",
+                 kUsage);
+    return 2;
+  }
+
+  ProcessCpu cpu;
+  std::vector<std::unique_ptr<LoadReporter>> reporters;
   std::vector<std::unique_ptr<lbkit_example::EchoService>> services;
   std::vector<std::unique_ptr<grpc::Server>> servers;
   for (const std::string& addr : addrs) {
     auto service = std::make_unique<lbkit_example::EchoService>(addr);
+    if (report_load == "true") {
+      reporters.push_back(std::make_unique<LoadReporter>(&cpu));
+      LoadReporter* reporter = reporters.back().get();
+      service->set_call_hook(
+          [reporter](grpc::ServerContext* context) { reporter->OnCall(context); });
+    }
     int port = 0;
     std::string error;
     std::unique_ptr<grpc::Server> server =
