@@ -35,7 +35,8 @@ constexpr char kUsage[] =
     "  --health-service  turn on client-side health checking for this service name\n"
     "                    (\"\" is the server's overall health)\n"
     "  --interval        pause between calls, in milliseconds (default 0)\n"
-    "  --stats           print the channel's subchannels and their call counts at the end\n";
+    "  --stats           print the channel's subchannels and their call counts at the end,\n"
+    "                    once their states are known (at most 2 s later)\n";
 
 // The port of "host:port".
 std::string PortOf(const std::string& address) {
@@ -89,6 +90,25 @@ void PrintStats(const lbkit::ChannelSnapshot& snapshot) {
                 static_cast<unsigned long long>(sc.calls_started), bar.c_str());
     if (!sc.last_error.empty()) std::printf("    last error: %s\n", sc.last_error.c_str());
   }
+}
+
+// The channel's snapshot once no connection is still on its way (connecting,
+// or connected and waiting for its first health report), or after 2 s: the
+// calls may all have been served before a slower backend's state is known.
+lbkit::ChannelSnapshot SettledSnapshot(lbkit::Channel& channel) {
+  auto settled = [](const lbkit::ChannelSnapshot& snapshot) {
+    for (const auto& sc : snapshot.subchannels) {
+      if (sc.state == lbkit::ConnectivityState::kConnecting || sc.health == "waiting") return false;
+    }
+    return true;
+  };
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  lbkit::ChannelSnapshot snapshot = channel.Snapshot();
+  while (!settled(snapshot) && std::chrono::steady_clock::now() < give_up) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    snapshot = channel.Snapshot();
+  }
+  return snapshot;
 }
 
 }  // namespace
@@ -203,6 +223,6 @@ int main(int argc, char** argv) {
       std::printf("summary: %s (%s)\n", counts.c_str(), policy.c_str());
     }
   }
-  if (flags.Get("stats") == "true") PrintStats(channel->Snapshot());
+  if (flags.Get("stats") == "true") PrintStats(SettledSnapshot(*channel));
   return exit_code;
 }
