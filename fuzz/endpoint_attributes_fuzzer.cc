@@ -1,7 +1,6 @@
 // Fuzzes internal::ParseEndpointAttributes ("weight=3;hash_key=k;zone=eu"):
 // whatever the bytes, it returns OK, or INVALID_ARGUMENT with a printable
 // message and *attributes left as they were (endpoint_attributes.h).
-// Built only once src/core/endpoint_attributes.h exists (fuzz/CMakeLists.txt).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
