@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <random>
 #include <string>
 #include <utility>
@@ -43,8 +44,8 @@ class LoadAwarePicker final : public lbkit::Picker {
       : entries_(std::move(entries)), config_(std::move(config)) {}
 
   lbkit::PickResult Pick(const lbkit::PickArgs& args) const override {
-    // Two passes over the live weights, no allocation: pickers run on every
-    // call, from many threads at once.
+    // Two passes over the live weights, no lock: pickers run on every call,
+    // from many threads at once.
     double total = 0;
     for (const Entry& entry : entries_) total += Effective(entry);
     thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -75,6 +76,7 @@ class LoadAwarePicker final : public lbkit::Picker {
  private:
   static double Effective(const Entry& entry) {
     double utilization = entry.load->utilization.load(std::memory_order_relaxed);
+    if (!std::isfinite(utilization)) utilization = 0;  // a NaN report must not poison the sum
     return entry.weight * (1.0 - std::clamp(utilization, 0.0, 0.95));
   }
 

@@ -44,7 +44,7 @@ class LoadAwareBuilder final : public lbkit::BalancerBuilder {
 
 // Registers load_aware. Returns ALREADY_EXISTS if it already is (harmless:
 // the same builder), or another registry error.
-grpc::Status RegisterLoadAware();
+[[nodiscard]] grpc::Status RegisterLoadAware();
 
 }  // namespace load_aware
 

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include <lbkit/lbkit.h>
-#include <lbkit/server_load_report.h>
 #include <lbkit/testing/fake_helper.h>
 
 #include "load_aware.h"
@@ -63,17 +62,16 @@ class LoadAwareTest : public ::testing::Test {
   void ReportCpu(const std::string& address, double cpu) {
     lbkit::LoadReport report;
     report.cpu_utilization = cpu;
-    const std::string serialized = lbkit::SerializeLoadReport(report);
-    lbkit::CallDoneInfo::Metadata trailers;
-    trailers.emplace(lbkit::kLoadReportTrailer, serialized);
     lbkit::testing::TestCall call;
     for (int attempt = 0; attempt < 1000; ++attempt) {
       lbkit::PickResult result = helper_.last_state().picker->Pick(call.args());
       ASSERT_EQ(result.kind(), lbkit::PickResult::Kind::kComplete);
       ASSERT_TRUE(result.on_done());
-      const bool hit = result.subchannel()->address() == address;
-      result.on_done()(lbkit::CallDoneInfo(grpc::Status::OK, hit ? &trailers : nullptr));
-      if (hit) return;
+      if (result.subchannel()->address() == address) {
+        lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
+        return;
+      }
+      lbkit::testing::CallEnd().Finish(result);  // another backend; no report
     }
     FAIL() << "never picked " << address;
   }

@@ -17,8 +17,12 @@
 // into TRANSIENT_FAILURE: calls fail with UNAVAILABLE
 // 'policy "<name>" threw: <what()> (in <callback>)', the line is logged, the
 // policy object is silenced and its subchannels released, and the next
-// resolver update builds the policy afresh. A throwing Picker::Pick fails
-// that call with INTERNAL naming the picker's type. ParseConfig: see
+// resolver update builds the policy afresh. What a parent's code throws while
+// a child is publishing to it (EndpointSharding's ReadyPicker::build, a
+// ChangeCallback, a ChildBalancer::StateCallback) is the parent's: it fails
+// the parent, not the child. A throwing Picker::Pick fails that call with
+// INTERNAL naming the picker's type, wait-for-ready or not; a throwing
+// done-callback is logged and otherwise ignored. ParseConfig: see
 // service_config.h.
 #ifndef LBKIT_BALANCER_H_
 #define LBKIT_BALANCER_H_

@@ -96,7 +96,9 @@ class Channel : public grpc::ChannelInterface {
 // value, other keys are free-form values. Keys and values are non-empty and
 // hold no whitespace, control byte, ',', ';' or '='; a key appears once; at
 // most 4096 bytes of attributes per endpoint. The list starts right after the
-// third '/': "static:////host:port" is rejected.
+// third '/': "static:////host:port" is rejected. The first ';' ends the
+// address, for unix paths too: a socket path containing ';' cannot be named
+// in a static target (use a ManualResolver).
 //
 // On a bad target (malformed, unknown scheme, a resolver refusing it: a bad
 // address or bad attributes in a static target) or an invalid

@@ -173,6 +173,7 @@ class EndpointSharding {
   std::string child_policy_;
   bool reconnect_idle_children_ = true;
   bool updating_ = false;
+  bool layout_pending_ = false;                             // Update is building the next layout
   std::shared_ptr<const BalancerConfig> requested_config_;  // as given to Update
   std::shared_ptr<const BalancerConfig> child_config_;      // what children get
   std::shared_ptr<const BalancerConfig> default_config_;    // parsed from {} once

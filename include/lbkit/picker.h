@@ -79,7 +79,9 @@ class CallDoneInfo {
 
 // Receives a call's end, exactly once for every completed pick. It must be
 // quick and must not block: it may run on lbkit's I/O thread, where a
-// blocking callback stalls lbkit's work for every channel in the process.
+// blocking callback stalls lbkit's work for every channel in the process. It
+// should not throw; if it does, lbkit logs it (at most a line a second) and
+// goes on: the call's status is unaffected.
 //
 // When, and on which thread, it runs depends on how the call was placed:
 //

@@ -28,8 +28,8 @@ namespace lbkit {
 //   ALREADY_EXISTS naming the policy when the name is taken, built-ins
 //     included, unless `on_duplicate` is OnDuplicate::kReplace:
 //       lbkit::RegisterBalancer(std::make_shared<MyBuilder>(), lbkit::OnDuplicate::kReplace);
-grpc::Status RegisterBalancer(std::shared_ptr<const BalancerBuilder> builder,
-                              OnDuplicate on_duplicate = OnDuplicate::kRefuse);
+[[nodiscard]] grpc::Status RegisterBalancer(std::shared_ptr<const BalancerBuilder> builder,
+                                            OnDuplicate on_duplicate = OnDuplicate::kRefuse);
 // The builder registered as `name`, or nullptr.
 std::shared_ptr<const BalancerBuilder> FindBalancer(const std::string& name);
 // Every registered name, sorted.

@@ -132,8 +132,8 @@ enum class OnDuplicate { kRefuse, kReplace };
 // already, unless `on_duplicate` is OnDuplicate::kReplace. Thread-safe.
 // Channels already created keep the resolver they were built with; only
 // later CreateChannel calls see the new factory.
-grpc::Status RegisterResolverFactory(std::shared_ptr<const ResolverFactory> factory,
-                                     OnDuplicate on_duplicate = OnDuplicate::kRefuse);
+[[nodiscard]] grpc::Status RegisterResolverFactory(std::shared_ptr<const ResolverFactory> factory,
+                                                   OnDuplicate on_duplicate = OnDuplicate::kRefuse);
 // The factory for `scheme`, or nullptr. Thread-safe.
 std::shared_ptr<const ResolverFactory> FindResolverFactory(const std::string& scheme);
 // The registered schemes, sorted. Thread-safe.

@@ -14,6 +14,7 @@
 #include <grpcpp/server.h>
 #include <grpcpp/support/client_interceptor.h>
 
+#include "core/guarded_pick.h"
 #include "core/io_loop.h"
 #include "core/stub_adapter.h"
 
@@ -206,8 +207,8 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
     if (server_done_) {
       // Ended between the pick and now: the pick's done-callback hears of it.
       if (call_->on_done_) {
-        call_->on_done_(CallDoneInfo(
-            grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent")));
+        RunDone(call_->on_done_, CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED,
+                                                           "call ended before it was sent")));
         call_->on_done_ = nullptr;
       }
       return;
@@ -362,8 +363,8 @@ QueuedCall::QueuedCall(const grpc::internal::RpcMethod& method, grpc::ClientCont
 
 QueuedCall::~QueuedCall() {
   if (on_done_) {
-    on_done_(
-        CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED, "call ended before it was sent")));
+    RunDone(on_done_, CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED,
+                                                "call ended before it was sent")));
   }
 }
 
@@ -373,7 +374,8 @@ bool QueuedCall::Place(std::shared_ptr<SubchannelImpl> subchannel, CallDoneCallb
   // Claim the call first, so that nothing else reads what is written next.
   if (!phase_.compare_exchange_strong(expected, kClaimed, std::memory_order_acq_rel)) {
     if (on_done) {
-      on_done(CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued")));
+      RunDone(on_done,
+              CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued")));
     }
     return false;
   }

@@ -166,6 +166,18 @@ class ChildBalancerImpl final : public ChildBalancer {
                ")",
            /*publish=*/true);
     }
+    if (depth_ == 1) RethrowParents();
+  }
+
+  // What the parent's state callback threw while this policy was publishing
+  // goes on to the parent, once this policy's own code has unwound: the
+  // parent's guard (its helper wraps everything that calls into this child)
+  // blames the parent, not this child.
+  void RethrowParents() {
+    if (parent_threw_ == nullptr) return;
+    std::exception_ptr parents = std::move(parent_threw_);
+    parent_threw_ = nullptr;
+    std::rethrow_exception(parents);
   }
 
   // A fresh helper and a fresh balancer from the builder. On failure the
@@ -175,12 +187,21 @@ class ChildBalancerImpl final : public ChildBalancer {
         parent_, [this](BalancerState state) { OnState(std::move(state)); },
         [this](const char* where, const std::function<void()>& fn) { CallPolicy(where, fn); });
     std::unique_ptr<Balancer> built;
+    ++depth_;  // a constructor that publishes: the parent's throw waits, as in CallPolicy
     try {
       built = builder_->Build(helper_.get());
     } catch (...) {
+      --depth_;
+      parent_threw_ = nullptr;  // this policy failed first; the parent hears of that instead
       Fail("policy \"" + name_ + "\" threw: " + internal::CurrentExceptionText() + " (in Build)",
            publish);
       return false;
+    }
+    --depth_;
+    if (depth_ == 0 && parent_threw_ != nullptr) {
+      balancer_ = std::move(built);
+      failure_ = grpc::Status::OK;
+      RethrowParents();
     }
     if (built == nullptr) {
       Fail("policy \"" + name_ + "\" built nothing", publish);
@@ -239,7 +260,16 @@ class ChildBalancerImpl final : public ChildBalancer {
     internal::Trace(internal::TraceFlag::kPolicy, name_, ": ", ToString(state.state),
                     state.status.ok() ? "" : " (" + state.status.error_message() + ")");
     state_ = std::move(state);
-    if (on_state_) on_state_(state_);
+    if (!on_state_) return;
+    if (depth_ == 0) {
+      on_state_(state_);  // not inside this policy's code: the parent's guard sees it directly
+      return;
+    }
+    try {
+      on_state_(state_);
+    } catch (...) {
+      if (parent_threw_ == nullptr) parent_threw_ = std::current_exception();
+    }
   }
 
   Helper* const parent_;
@@ -251,8 +281,9 @@ class ChildBalancerImpl final : public ChildBalancer {
   std::unique_ptr<ChildHelper> helper_;
   std::unique_ptr<Balancer> balancer_;  // null while broken
   BalancerState state_;
-  grpc::Status failure_;     // why the policy is broken; OK while it works
-  bool retry_build_ = true;  // false between a failed Build in Create and the next update
+  grpc::Status failure_;             // why the policy is broken; OK while it works
+  std::exception_ptr parent_threw_;  // see RethrowParents
+  bool retry_build_ = true;          // false between a failed Build in Create and the next update
   // Policies that threw, inert, waiting to be destroyed; the helper goes
   // after its balancer (members are destroyed in reverse order).
   struct Doomed {

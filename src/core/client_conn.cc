@@ -367,7 +367,8 @@ void ClientConn::PickQueued(const Picker& picker) {
   std::deque<std::shared_ptr<QueuedCall>> still;
   for (std::shared_ptr<QueuedCall>& call : waiting) {
     if (call->settled()) continue;  // ended while queued (deadline, cancel)
-    PickResult result = GuardedPick(picker, call->args());
+    bool threw = false;
+    PickResult result = GuardedPick(picker, call->args(), &threw);
     if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
       auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
       if (subchannel->connected()) {
@@ -375,11 +376,10 @@ void ClientConn::PickQueued(const Picker& picker) {
           grpc::Status checked = CheckPickMetadata(*result.metadata());
           if (!checked.ok()) {
             bool failed = call->Fail(checked);
-            if (result.on_done()) {
-              result.on_done()(CallDoneInfo(
-                  failed ? checked
-                         : grpc::Status(grpc::StatusCode::CANCELLED, "call ended while queued")));
-            }
+            RunDone(result.on_done(),
+                    CallDoneInfo(failed ? checked
+                                        : grpc::Status(grpc::StatusCode::CANCELLED,
+                                                       "call ended while queued")));
             continue;
           }
         }
@@ -391,8 +391,8 @@ void ClientConn::PickQueued(const Picker& picker) {
         continue;
       }
       // The picker is older than the connection's failure: wait for the next.
-      if (result.on_done()) result.on_done()(CallDoneInfo(PickNotUsed(*subchannel)));
-    } else if (result.kind() == PickResult::Kind::kFail && !call->wait_for_ready() &&
+      RunDone(result.on_done(), CallDoneInfo(PickNotUsed(*subchannel)));
+    } else if (result.kind() == PickResult::Kind::kFail && (!call->wait_for_ready() || threw) &&
                !result.status().ok()) {
       call->Fail(result.status());
       continue;
@@ -504,7 +504,8 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
   bool bad_metadata = false;
   {
     PickerSlot::ReadGuard picker = picker_slot_.Read();
-    PickResult result = GuardedPick(*picker.get(), args);
+    bool threw = false;
+    PickResult result = GuardedPick(*picker.get(), args, &threw);
     switch (result.kind()) {
       case PickResult::Kind::kComplete: {
         auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
@@ -517,7 +518,7 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
           if (result.metadata() != nullptr) {
             grpc::Status checked = CheckPickMetadata(*result.metadata());
             if (!checked.ok()) {
-              if (result.on_done()) result.on_done()(CallDoneInfo(checked));
+              RunDone(result.on_done(), CallDoneInfo(checked));
               failure.emplace(std::move(checked));
               bad_metadata = true;
               break;
@@ -535,11 +536,11 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
         }
         // gRPC has reported this connection gone, and the policy has not yet
         // published a picker without it: queue for that picker.
-        if (result.on_done()) result.on_done()(CallDoneInfo(PickNotUsed(*subchannel)));
+        RunDone(result.on_done(), CallDoneInfo(PickNotUsed(*subchannel)));
         break;
       }
       case PickResult::Kind::kFail:
-        if (!wait_for_ready) failure = result.status();
+        if (!wait_for_ready || threw) failure = result.status();
         break;
       case PickResult::Kind::kQueue:
         break;

@@ -25,9 +25,33 @@ std::string TypeName(const std::type_info& type) {
   return name;
 }
 
-// A picker that throws on every call must not write a line per call.
-std::atomic<int64_t> g_last_log_ns{0};  // 0: never
-std::atomic<uint64_t> g_unlogged{0};
+// At most one line a second per kind of failure: a picker (or callback) that
+// throws on every call must not write a line per call.
+class RateLimitedLog {
+ public:
+  void Log(const std::string& message) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    int64_t last = last_log_ns_.load(std::memory_order_relaxed);
+    if ((last == 0 || now - last >= 1'000'000'000) &&
+        last_log_ns_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+      const uint64_t unlogged = unlogged_.exchange(0, std::memory_order_relaxed);
+      LogLine(message + (unlogged == 0 ? std::string()
+                                       : " (" + std::to_string(unlogged) +
+                                             " more since the last such line)"));
+    } else {
+      unlogged_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+ private:
+  std::atomic<int64_t> last_log_ns_{0};  // 0: never
+  std::atomic<uint64_t> unlogged_{0};
+};
+
+RateLimitedLog g_pick_log;
+RateLimitedLog g_done_log;
 
 }  // namespace
 
@@ -35,23 +59,18 @@ PickResult PickThrew(const Picker& picker) noexcept {
   try {
     const std::string message =
         "lbkit: picker " + TypeName(typeid(picker)) + " threw: " + CurrentExceptionText();
-    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
-    int64_t last = g_last_log_ns.load(std::memory_order_relaxed);
-    if ((last == 0 || now - last >= 1'000'000'000) &&
-        g_last_log_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
-      const uint64_t unlogged = g_unlogged.exchange(0, std::memory_order_relaxed);
-      LogLine(message + "; the call fails with INTERNAL" +
-              (unlogged == 0
-                   ? std::string()
-                   : " (" + std::to_string(unlogged) + " more since the last such line)"));
-    } else {
-      g_unlogged.fetch_add(1, std::memory_order_relaxed);
-    }
+    g_pick_log.Log(message + "; the call fails with INTERNAL");
     return PickResult::Fail(grpc::Status(grpc::StatusCode::INTERNAL, message));
   } catch (...) {  // out of memory while saying so
     return PickResult::Fail(grpc::Status(grpc::StatusCode::INTERNAL, "lbkit: a picker threw"));
+  }
+}
+
+void DoneThrew() noexcept {
+  try {
+    g_done_log.Log("lbkit: a pick's done-callback threw: " + CurrentExceptionText() +
+                   "; ignored (the call's status is unaffected)");
+  } catch (...) {  // out of memory while saying so
   }
 }
 

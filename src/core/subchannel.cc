@@ -15,6 +15,7 @@
 #include <grpcpp/support/client_interceptor.h>
 
 #include "core/connectivity_watcher.h"
+#include "core/guarded_pick.h"
 #include "core/health_check.h"
 #include "core/stub_adapter.h"
 #include "core/trace.h"
@@ -54,7 +55,8 @@ class CallDoneInterceptor final : public grpc::experimental::Interceptor {
   ~CallDoneInterceptor() override {
     // Destroyed with the ClientContext: the status was never taken.
     if (done_) {
-      done_(CallDoneInfo(grpc::Status(grpc::StatusCode::CANCELLED, "call ended without a status")));
+      RunDone(done_, CallDoneInfo(
+                         grpc::Status(grpc::StatusCode::CANCELLED, "call ended without a status")));
     }
   }
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -64,7 +66,7 @@ class CallDoneInterceptor final : public grpc::experimental::Interceptor {
       done_ = nullptr;
       // The map is the ClientContext's own view of the trailers: valid for the
       // callback, which is all CallDoneInfo promises.
-      done(CallDoneInfo(*methods->GetRecvStatus(), methods->GetRecvTrailingMetadata()));
+      RunDone(done, CallDoneInfo(*methods->GetRecvStatus(), methods->GetRecvTrailingMetadata()));
     }
     methods->Proceed();
   }

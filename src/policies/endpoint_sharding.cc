@@ -94,6 +94,10 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
   slots.reserve(endpoints.size());
   grpc::Status result;
 
+  // Until the new layout is installed, a new child's slot names a position in
+  // it, not in children_: what a child publishes from its constructor is
+  // read back from child->state() below instead.
+  layout_pending_ = true;
   for (size_t e = 0; e < endpoints.size(); ++e) {
     const Endpoint& endpoint = endpoints[e];
     auto [it, inserted] = index_of.try_emplace(std::string_view(new_keys[e]), kTaken);
@@ -136,7 +140,18 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
   balancers_.swap(balancers);
   keys_.swap(keys);
   slots_.swap(slots);
+  layout_pending_ = false;
   balancers.clear();
+  // The reason to name for a TRANSIENT_FAILURE: a remaining child's, never a
+  // removed endpoint's.
+  bool any_failing = false;
+  grpc::Status remaining_error;
+  for (const Child& child : children_) {
+    any_failing |= child.failing;
+    if (child.state.state == ConnectivityState::kTransientFailure && !child.state.status.ok())
+      remaining_error = child.state.status;
+  }
+  if (!remaining_error.ok() || !any_failing) last_child_error_ = remaining_error;
 
   for (size_t index : to_update) {
     BalancerUpdate update;
@@ -152,6 +167,7 @@ grpc::Status EndpointSharding::Update(const std::vector<Endpoint>& endpoints,
 }
 
 void EndpointSharding::OnChildState(size_t index, const BalancerState& state) {
+  if (layout_pending_ || index >= children_.size()) return;
   Child& child = children_[index];
   child.state = state;
   if (state.state == ConnectivityState::kTransientFailure) {

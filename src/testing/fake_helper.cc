@@ -1,11 +1,14 @@
 #include "lbkit/testing/fake_helper.h"
 
 #include <algorithm>
+#include <stdexcept>
 #include <utility>
 
 #include <nlohmann/json.hpp>
 
+#include "core/call_info.h"
 #include "lbkit/registry.h"
+#include "lbkit/server_load_report.h"
 
 namespace lbkit {
 namespace testing {
@@ -64,7 +67,14 @@ std::shared_ptr<Subchannel> FakeHelper::CreateSubchannel(const std::string& addr
   return subchannel;
 }
 
-void FakeHelper::UpdateState(BalancerState state) { states_.push_back(std::move(state)); }
+void FakeHelper::UpdateState(BalancerState state) {
+  if (state.picker == nullptr) {
+    throw std::logic_error(
+        "lbkit::testing::FakeHelper: the policy published a null picker (state " +
+        std::string(ToString(state.state)) + ")");
+  }
+  states_.push_back(std::move(state));
+}
 
 std::unique_ptr<Timer> FakeHelper::StartTimer(std::chrono::milliseconds delay,
                                               std::function<void()> fn) {
@@ -81,8 +91,10 @@ std::shared_ptr<FakeSubchannel> FakeHelper::subchannel(const std::string& addres
 }
 
 const BalancerState& FakeHelper::last_state() const {
-  static const BalancerState* none = new BalancerState();
-  return states_.empty() ? *none : states_.back();
+  if (states_.empty()) {
+    throw std::logic_error("lbkit::testing::FakeHelper: the policy has published no state yet");
+  }
+  return states_.back();
 }
 
 void FakeHelper::AdvanceTime(std::chrono::milliseconds delay) {
@@ -151,6 +163,8 @@ PickArgs TestCall::args() const {
   PickArgs args;
   args.method = method;
   args.metadata = &metadata;
+  args.deadline = deadline;
+  args.wait_for_ready = wait_for_ready;
   return args;
 }
 
@@ -158,8 +172,15 @@ std::string Describe(PickResult result) {
   switch (result.kind()) {
     case PickResult::Kind::kComplete: {
       if (result.subchannel() == nullptr) return "complete without a subchannel";
+      if (result.metadata() != nullptr) {
+        grpc::Status checked = internal::CheckPickMetadata(*result.metadata());
+        if (!checked.ok()) {
+          CallEnd(checked).Finish(result);
+          return "fail: " + checked.error_message();
+        }
+      }
       std::string address = result.subchannel()->address();
-      if (result.on_done()) result.on_done()(CallDoneInfo(grpc::Status::OK));
+      CallEnd().Finish(result);
       return address;
     }
     case PickResult::Kind::kQueue:
@@ -176,6 +197,22 @@ std::vector<std::string> PickAddresses(const Picker& picker, int n, const TestCa
   const PickArgs args = call.args();
   for (int i = 0; i < n; ++i) out.push_back(Describe(picker.Pick(args)));
   return out;
+}
+
+CallEnd& CallEnd::WithTrailer(std::string key, std::string value) {
+  trailers_.emplace_back(std::move(key), std::move(value));
+  return *this;
+}
+
+CallEnd& CallEnd::WithLoadReport(const LoadReport& report) {
+  return WithTrailer(kLbkitLoadReportTrailer, SerializeLoadReport(report));
+}
+
+void CallEnd::Deliver(const CallDoneCallback& done) const {
+  if (!done) return;
+  CallDoneInfo::Metadata trailers;
+  for (const auto& [key, value] : trailers_) trailers.emplace(key, value);
+  done(CallDoneInfo(status_, &trailers));
 }
 
 }  // namespace testing

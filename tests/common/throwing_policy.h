@@ -10,10 +10,13 @@
 //     "exit_idle"  publishes IDLE; ExitIdle throws "boom in exit_idle"
 //     "pick"       the picker throws "boom in pick"
 //     "pick_int"   the picker throws an int
+//     "done"       the picks' done-callback throws "boom in done"
 //   "throwing_build": the same policy, but its builder's Build throws
 //     std::runtime_error("boom in build").
 #ifndef LBKIT_TESTS_COMMON_THROWING_POLICY_H_
 #define LBKIT_TESTS_COMMON_THROWING_POLICY_H_
+
+#include <gtest/gtest.h>
 
 #include <chrono>
 #include <memory>
@@ -36,6 +39,11 @@ class ThrowingPicker final : public lbkit::Picker {
   lbkit::PickResult Pick(const lbkit::PickArgs&) const override {
     if (throw_in_ == "pick") throw std::runtime_error("boom in pick");
     if (throw_in_ == "pick_int") throw 7;
+    if (throw_in_ == "done") {
+      return lbkit::PickResult::Complete(subchannel_.get(), [](const lbkit::CallDoneInfo&) {
+        throw std::runtime_error("boom in done");
+      });
+    }
     return lbkit::PickResult::Complete(subchannel_.get());
   }
 
@@ -131,8 +139,12 @@ class ThrowingBuilder final : public lbkit::BalancerBuilder {
 // Registers throwing_policy and throwing_build (replacing earlier ones, so
 // that tests may call it any number of times).
 inline void RegisterThrowingPolicies() {
-  lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>(false), lbkit::OnDuplicate::kReplace);
-  lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>(true), lbkit::OnDuplicate::kReplace);
+  ASSERT_TRUE(lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>(false),
+                                      lbkit::OnDuplicate::kReplace)
+                  .ok());
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<ThrowingBuilder>(true), lbkit::OnDuplicate::kReplace)
+          .ok());
 }
 
 // {"loadBalancingConfig":[{"throwing_policy":{"throwIn":"<where>"}}]}

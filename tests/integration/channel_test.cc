@@ -57,7 +57,7 @@ TEST(ServiceConfig, NoConfigMeansPickFirst) {
 }
 
 TEST(ServiceConfig, ABadFirstConfigFailsCallsWithItsMessage) {
-  customlb::RegisterCustomRoundRobin();
+  EXPECT_TRUE(customlb::RegisterCustomRoundRobin().ok());
   TestBackend a, b;
   auto resolver = lbkit::ManualResolver::Create();
   resolver->SetInitialState(

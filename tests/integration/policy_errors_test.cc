@@ -5,6 +5,9 @@
 #include <grpcpp/client_context.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <string>
 
 #include "common/test_backend.h"
@@ -134,6 +137,63 @@ TEST(PolicyExceptions, APickThrowingANonStdExceptionFailsThatCallWithInternal) {
   EXPECT_EQ(Echo(*stub, "m"),
             "error: 13: lbkit: picker lbkit_test::ThrowingPicker threw: an exception not derived "
             "from std::exception");
+}
+
+TEST(PolicyExceptions, AWaitForReadyCallFailsTooWhenThePickThrows) {
+  TestBackend backend;
+  auto channel = ThrowingChannel(backend, "pick");
+  ASSERT_TRUE(lbkit_test::WaitForChannelState(*channel, GRPC_CHANNEL_READY));
+  auto stub = Echo::NewStub(channel);
+  // Not held until the deadline: a throw is a bug, not "not ready yet".
+  EXPECT_EQ(Echo(*stub, "m", std::chrono::seconds(30), /*wait_for_ready=*/true),
+            "error: 13: lbkit: picker lbkit_test::ThrowingPicker threw: boom in pick");
+}
+
+TEST(PolicyExceptions, ADoneCallbackThatThrowsIsLoggedAndTheCallSucceeds) {
+  lbkit_test::TraceRecorder log;
+  TestBackend backend;
+  auto channel = ThrowingChannel(backend, "done");
+  ASSERT_TRUE(lbkit_test::WaitForChannelState(*channel, GRPC_CHANNEL_READY));
+  auto stub = Echo::NewStub(channel);
+  // Placed at once: the callback runs inside the call, on this thread.
+  EXPECT_EQ(Echo(*stub, "m"), "m (from " + backend.address() + ")");
+  EXPECT_GE(log.Count({"lbkit: a pick's done-callback threw: boom in done"}), 1);
+}
+
+TEST(PolicyExceptions, ADoneCallbackThatThrowsOnLbkitsIoThreadIsContainedToo) {
+  lbkit_test::RegisterThrowingPolicies();
+  TestBackend backend;
+  auto resolver = lbkit::ManualResolver::Create();
+  auto channel = ManualChannel(resolver);  // no state yet: the call waits, then is relayed
+  auto stub = Echo::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::examples::echo::EchoRequest request;
+  request.set_message("m");
+  grpc::examples::echo::EchoResponse response;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  stub->async()->UnaryEcho(&context, &request, &response, [&](grpc::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    status = std::move(s);
+    done = true;
+    cv.notify_all();
+  });
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return channel->Snapshot().queued_calls == 1; }));
+  resolver->UpdateState({{lbkit::Endpoint{{backend.address()}}},
+                         lbkit_test::ThrowingConfigJson("done", "throwing_policy")});
+  std::unique_lock<std::mutex> lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(20), [&] { return done; }));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.message(), "m (from " + backend.address() + ")");
+  // The I/O thread lives on: another channel's queued call still gets placed.
+  lock.unlock();
+  auto second = Echo::NewStub(ThrowingChannel(backend, "none"));
+  EXPECT_EQ(Echo(*second, "again", std::chrono::seconds(10), true),
+            "again (from " + backend.address() + ")");
 }
 
 // ---- rejected service configs and policy rejections, in Snapshot() ----

@@ -16,7 +16,7 @@ using lbkit_test::TestBackend;
 
 std::shared_ptr<lbkit::Channel> SeedChannel(const TestBackend& a, const TestBackend& b,
                                             int choose_second) {
-  customlb::RegisterCustomRoundRobin();
+  EXPECT_TRUE(customlb::RegisterCustomRoundRobin().ok());
   auto resolver = lbkit::ManualResolver::Create();
   lbkit::ResolverState state;
   state.endpoints = {lbkit::Endpoint{{a.address()}}, lbkit::Endpoint{{b.address()}}};

@@ -31,7 +31,7 @@ lbkit::BalancerUpdate Update(std::vector<std::vector<std::string>> endpoints,
 }
 
 std::unique_ptr<lbkit::Balancer> Build(const std::string& name, lbkit::Helper* helper) {
-  customlb::RegisterCustomRoundRobin();
+  EXPECT_TRUE(customlb::RegisterCustomRoundRobin().ok());
   return lbkit::FindBalancer(name)->Build(helper);
 }
 

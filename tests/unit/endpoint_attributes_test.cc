@@ -226,7 +226,7 @@ class RecordingBuilder final : public lbkit::BalancerBuilder {
 
 TEST(ResolverUpdate, AttributesReachThePolicyAndWeightZeroEndpointsAreDropped) {
   auto builder = std::make_shared<RecordingBuilder>();
-  lbkit::RegisterBalancer(builder);
+  ASSERT_TRUE(lbkit::RegisterBalancer(builder, lbkit::OnDuplicate::kReplace).ok());
   auto resolver = lbkit::ManualResolver::Create();
   lbkit::ResolverState state;
   lbkit::Endpoint weighted{{"127.0.0.1:1"}};

@@ -3,6 +3,7 @@
 // the default child config, and the states a ReadyPicker parent publishes.
 #include <gtest/gtest.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -97,7 +98,9 @@ class MirrorBuilder final : public lbkit::BalancerBuilder {
 class MirrorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    lbkit::RegisterBalancer(std::make_shared<MirrorBuilder>());
+    ASSERT_TRUE(
+        lbkit::RegisterBalancer(std::make_shared<MirrorBuilder>(), lbkit::OnDuplicate::kReplace)
+            .ok());
     mirror_log = &log_;
   }
   void TearDown() override { mirror_log = nullptr; }
@@ -127,6 +130,31 @@ struct ReadyParent {
   FakeHelper helper;
   std::vector<std::string> built_from;
   EndpointSharding sharding;
+};
+
+// A child policy that publishes CONNECTING from its constructor, before
+// EndpointSharding has installed the layout it is part of.
+class EagerChild final : public lbkit::Balancer {
+ public:
+  explicit EagerChild(lbkit::Helper* helper) {
+    helper->UpdateState(
+        {ConnectivityState::kConnecting, std::make_shared<lbkit::QueuePicker>(), grpc::Status::OK});
+  }
+  grpc::Status UpdateResolverState(lbkit::BalancerUpdate) override { return grpc::Status::OK; }
+  void ResolverError(const grpc::Status&) override {}
+};
+
+class EagerBuilder final : public lbkit::BalancerBuilder {
+ public:
+  std::string name() const override { return "test_eager_child"; }
+  grpc::Status ParseConfig(const nlohmann::json&,
+                           std::shared_ptr<const lbkit::BalancerConfig>* config) const override {
+    *config = std::make_shared<MirrorConfig>();
+    return grpc::Status::OK;
+  }
+  std::unique_ptr<lbkit::Balancer> Build(lbkit::Helper* helper) const override {
+    return std::make_unique<EagerChild>(helper);
+  }
 };
 
 // ---- identity ----
@@ -237,6 +265,41 @@ TEST(EndpointSharding, PickFirstChildrenGetTheirDefaultConfigToo) {
 }
 
 // ---- ReadyPicker: what EndpointSharding publishes for its parent ----
+
+TEST(EndpointSharding, AChildPublishingFromItsConstructorLandsInItsOwnSlot) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<EagerBuilder>(), lbkit::OnDuplicate::kReplace).ok());
+  ReadyParent parent(1, "test_eager_child");
+  // New children are built before the new layout is installed: the first
+  // update (no old children) and one that grows past the old size.
+  parent.sharding.Update({Endpoint{{"a:1"}}, Endpoint{{"b:1"}}});
+  parent.sharding.Update({Endpoint{{"c:1"}}, Endpoint{{"a:1"}}, Endpoint{{"d:1"}}});
+  ASSERT_EQ(parent.sharding.children().size(), 3u);
+  for (const EndpointSharding::Child& child : parent.sharding.children()) {
+    EXPECT_EQ(child.state.state, ConnectivityState::kConnecting) << child.endpoint.addresses[0];
+    EXPECT_NE(child.state.picker, nullptr);
+  }
+  EXPECT_EQ(parent.helper.last_state().state, ConnectivityState::kConnecting);
+}
+
+TEST_F(MirrorTest, WhatTheParentThrowsWhileAChildPublishesIsTheParentsNotTheChilds) {
+  FakeHelper helper;
+  EndpointSharding sharding(
+      &helper,
+      EndpointSharding::ReadyPicker{
+          "test_policy", 1,
+          [](const std::vector<const EndpointSharding::Child*>&) -> std::shared_ptr<lbkit::Picker> {
+            throw std::runtime_error("parent build bug");
+          }},
+      "test_mirror_child");
+  ASSERT_TRUE(sharding.Update({Endpoint{{"a:1"}}}).ok());
+  auto a = helper.subchannel("a:1");
+  // The child's own guard lets the parent's exception through to the
+  // parent's caller (here the test; under a channel, the parent's guard).
+  EXPECT_THROW(a->SetState(ConnectivityState::kReady), std::runtime_error);
+  EXPECT_FALSE(a->is_shutdown()) << "the healthy child was blamed and torn down";
+  EXPECT_EQ(sharding.children()[0].state.state, ConnectivityState::kReady);
+}
 
 TEST_F(MirrorTest, ReadyPickerIsConnectingWhileChildrenConnectThenReady) {
   ReadyParent parent(1);

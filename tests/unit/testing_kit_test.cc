@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -140,6 +141,75 @@ TEST(TestingKit, BuildBalancerNamesWhatIsWrong) {
   status = BuildBalancer("round_robin", "{not json", &helper, &policy, &config);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(policy, nullptr);
+}
+
+// A picker that completes on `subchannel`, attaching `key: value`, and
+// records the end of the call it gets.
+class RecordingPicker final : public lbkit::Picker {
+ public:
+  RecordingPicker(std::shared_ptr<lbkit::Subchannel> subchannel, std::string key)
+      : subchannel_(std::move(subchannel)), key_(std::move(key)) {}
+  lbkit::PickResult Pick(const lbkit::PickArgs& args) const override {
+    seen_deadline = args.deadline;
+    seen_wait_for_ready = args.wait_for_ready;
+    return lbkit::PickResult::Complete(subchannel_.get(),
+                                       [this](const lbkit::CallDoneInfo& info) {
+                                         ended_with = info.status();
+                                         const lbkit::LoadReport* report = info.load_report();
+                                         cpu = report != nullptr ? report->cpu_utilization : -1;
+                                       })
+        .AddMetadata(key_, "v");
+  }
+  mutable std::chrono::system_clock::time_point seen_deadline;
+  mutable bool seen_wait_for_ready = false;
+  mutable grpc::Status ended_with;
+  mutable double cpu = -2;
+
+ private:
+  std::shared_ptr<lbkit::Subchannel> subchannel_;
+  std::string key_;
+};
+
+TEST(TestingKit, PickersSeeTheTestCallAndDescribeChecksAttachedMetadata) {
+  FakeHelper helper;
+  auto subchannel = helper.CreateSubchannel("a:1", nullptr);
+  RecordingPicker good(subchannel, "x-ok");
+  lbkit::testing::TestCall call;
+  call.deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+  call.wait_for_ready = true;
+  EXPECT_EQ(lbkit::testing::Describe(good.Pick(call.args())), "a:1");
+  EXPECT_EQ(good.seen_deadline, call.deadline);
+  EXPECT_TRUE(good.seen_wait_for_ready);
+  EXPECT_TRUE(good.ended_with.ok());
+
+  RecordingPicker bad(subchannel, "Bad Key");
+  std::string described = lbkit::testing::Describe(bad.Pick(call.args()));
+  EXPECT_EQ(described.rfind("fail: ", 0), 0u) << described;
+  EXPECT_NE(described.find("Bad Key"), std::string::npos) << described;
+  EXPECT_EQ(bad.ended_with.error_code(), grpc::StatusCode::INTERNAL)
+      << "the done-callback hears what the call would";
+}
+
+TEST(TestingKit, CallEndDeliversStatusTrailersAndALoadReport) {
+  FakeHelper helper;
+  auto subchannel = helper.CreateSubchannel("a:1", nullptr);
+  RecordingPicker picker(subchannel, "x-ok");
+  lbkit::testing::TestCall call;
+  lbkit::PickResult result = picker.Pick(call.args());
+  lbkit::LoadReport report;
+  report.cpu_utilization = 0.25;
+  lbkit::testing::CallEnd(grpc::Status(grpc::StatusCode::UNAVAILABLE, "gone"))
+      .WithLoadReport(report)
+      .Finish(result);
+  EXPECT_EQ(picker.ended_with.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_DOUBLE_EQ(picker.cpu, 0.25);
+}
+
+TEST(TestingKit, MisuseIsAFailedTestNotACrash) {
+  FakeHelper helper;
+  EXPECT_THROW(helper.last_state(), std::logic_error) << "nothing published yet";
+  lbkit::BalancerState state;  // null picker
+  EXPECT_THROW(helper.UpdateState(state), std::logic_error);
 }
 
 }  // namespace

@@ -54,7 +54,7 @@ class CustomRoundRobinBuilder final : public lbkit::BalancerBuilder {
 // Registers custom_round_robin. Idempotent: the first call registers and
 // every call returns its status (ALREADY_EXISTS if some other code took the
 // name "custom_round_robin" first).
-grpc::Status RegisterCustomRoundRobin();
+[[nodiscard]] grpc::Status RegisterCustomRoundRobin();
 
 }  // namespace customlb
 

@@ -28,11 +28,13 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <grpcpp/support/status.h>
 
 #include "lbkit/balancer.h"
+#include "lbkit/load_report.h"
 #include "lbkit/picker.h"
 
 namespace lbkit {
@@ -86,7 +88,8 @@ class FakeHelper final : public Helper {
   FakeHelper& operator=(const FakeHelper&) = delete;
 
   // Helper. CreateSubchannel never fails (a bad address is the test's
-  // business); UpdateState requires a non-null picker, as the real one does.
+  // business). UpdateState requires a non-null picker, as the real one does,
+  // and throws std::logic_error (a failed test) on a null one.
   std::shared_ptr<Subchannel> CreateSubchannel(const std::string& address,
                                                SubchannelStateListener listener) override;
   void UpdateState(BalancerState state) override;
@@ -103,7 +106,8 @@ class FakeHelper final : public Helper {
 
   // Every state published, oldest first.
   const std::vector<BalancerState>& states() const { return states_; }
-  // The last state published. Requires: at least one was.
+  // The last state published. Throws std::logic_error (a failed test) if
+  // none was.
   const BalancerState& last_state() const;
   int reresolution_requests() const { return reresolution_requests_; }
 
@@ -153,17 +157,46 @@ grpc::Status BuildBalancer(const std::string& name, const std::string& config_js
 struct TestCall {
   std::string method = "/test.Service/Method";
   std::multimap<std::string, std::string> metadata;
+  std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
+  bool wait_for_ready = false;
 
   // Views into this object: valid while it lives and is not changed.
   PickArgs args() const;
 };
 
-// "address" for a completed pick, "queue", or "fail: <message>". Runs the
-// pick's done-callback, if any, with OK, as a finished call would.
+// "address" for a completed pick, "queue", or "fail: <message>". A completed
+// pick whose attached metadata (PickResult::AddMetadata) a channel would
+// refuse is "fail: <the INTERNAL message the call would get>". Runs the
+// pick's done-callback, if any, as the channel would: with OK for a usable
+// pick, with the failure otherwise.
 std::string Describe(PickResult result);
 // Picks `n` times for `call` and describes each result.
 std::vector<std::string> PickAddresses(const Picker& picker, int n,
                                        const TestCall& call = TestCall());
+
+// The end of a call, to hand to a pick's done-callback in a test: a status,
+// trailing metadata, and optionally the backend's load report, encoded as
+// lbkit's server helper sends it (server_load_report.h).
+//
+//   lbkit::LoadReport report;
+//   report.cpu_utilization = 0.9;
+//   lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
+class CallEnd {
+ public:
+  explicit CallEnd(grpc::Status status = grpc::Status::OK) : status_(std::move(status)) {}
+
+  CallEnd& WithTrailer(std::string key, std::string value);
+  CallEnd& WithLoadReport(const LoadReport& report);
+
+  // Runs `done` (if set) with a CallDoneInfo over this call end.
+  void Deliver(const CallDoneCallback& done) const;
+  // Runs the done-callback of a completed pick, if it has one.
+  void Finish(PickResult& result) const { Deliver(result.on_done()); }
+
+ private:
+  grpc::Status status_;
+  std::vector<std::pair<std::string, std::string>> trailers_;
+};
 
 }  // namespace testing
 }  // namespace lbkit
