@@ -60,6 +60,25 @@ TEST(TestingKit, DrivesAPolicyThroughIdleConnectingReadyAndTransientFailure) {
             std::string::npos);
 }
 
+TEST(TestingKit, DrivesPickFirstFromReadyToIdleAndBackThroughAPostedWakeUp) {
+  FakeHelper helper;
+  std::unique_ptr<lbkit::Balancer> policy;
+  std::shared_ptr<const lbkit::BalancerConfig> config;
+  ASSERT_TRUE(BuildBalancer("pick_first", "{}", &helper, &policy, &config).ok());
+  ASSERT_TRUE(policy->UpdateResolverState(UpdateOf({"a:1"}, config)).ok());
+  auto a = helper.subchannel("a:1");
+  a->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(helper.last_state().state, ConnectivityState::kReady);
+  a->SetState(ConnectivityState::kIdle);  // the connection went away
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kIdle);
+  EXPECT_EQ(helper.reresolution_requests(), 1);
+  EXPECT_EQ(PickAddresses(*helper.last_state().picker, 1)[0], "queue");
+  ASSERT_EQ(helper.pending_posts(), 1u) << "a pick on IDLE posts a wake-up";
+  helper.RunPosted();
+  EXPECT_EQ(helper.last_state().state, ConnectivityState::kConnecting);
+  EXPECT_EQ(a->connection_requests(), 2);
+}
+
 TEST(TestingKit, SubchannelDeliversOnlyChangesAndANewFailureReason) {
   FakeHelper helper;
   std::vector<std::string> seen;
