@@ -8,6 +8,7 @@
 #include "core/exception_text.h"
 #include "core/shown_text.h"
 #include "lbkit/resolver.h"
+#include "policies/least_request.h"
 #include "policies/pick_first.h"
 #include "policies/random.h"
 #include "policies/round_robin.h"
@@ -55,6 +56,8 @@ Registry<BalancerBuilder>& Balancers() {
     r->Add(round_robin->name(), round_robin, /*replace=*/false);
     auto random = internal::MakeRandomBuilder();
     r->Add(random->name(), random, /*replace=*/false);
+    auto least_request = internal::MakeLeastRequestBuilder();
+    r->Add(least_request->name(), least_request, /*replace=*/false);
     return r;
   }();
   return *registry;
