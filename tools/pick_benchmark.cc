@@ -6,8 +6,13 @@
 //       (never connected) subchannels.
 //   BM_Pick/<policy>/<endpoints>/threads:<n>
 //       Picker::Pick() of a picker published by the real policy (round_robin,
-//       custom_round_robin, pick_first) with every endpoint READY. Read the CPU
+//       custom_round_robin, pick_first, random) with every endpoint READY. Read the CPU
 //       column: with threads:2 it is the CPU time of one pick on one thread.
+//       random_weighted is random with weights 1 to 4 (the alias table).
+//   BM_PickDone/<policy>/<endpoints>/threads:<n>
+//       Pick() and then the pick's done-callback, as every call does:
+//       least_request raises a count at the pick and lowers it at the end.
+//       round_robin is the baseline (it attaches no callback).
 //   BM_SlotReadPick/round_robin/<endpoints>/threads:<n>
 //       PickerSlot::Read (the channel's lock-free picker slot) plus a bare
 //       Pick().
@@ -71,10 +76,14 @@ std::string Address(int i) {
          std::to_string(i & 255) + ":443";
 }
 
-std::vector<lbkit::Endpoint> Endpoints(int n) {
+// With `weighted`, endpoint i has weight 1 + i % 4.
+std::vector<lbkit::Endpoint> Endpoints(int n, bool weighted = false) {
   std::vector<lbkit::Endpoint> endpoints;
   endpoints.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) endpoints.push_back(lbkit::Endpoint{{Address(i)}});
+  for (int i = 0; i < n; ++i) {
+    endpoints.push_back(lbkit::Endpoint{{Address(i)}});
+    if (weighted) endpoints.back().attributes.weight = static_cast<uint32_t>(1 + i % 4);
+  }
   return endpoints;
 }
 
@@ -224,10 +233,13 @@ struct PickFixture {
   std::unique_ptr<PickerSlot> slot;  // holding `picker`, for BM_SlotReadPick
 };
 
-std::unique_ptr<PickFixture> BuildFixture(const std::string& policy, int n) {
+std::unique_ptr<PickFixture> BuildFixture(const std::string& name, int n) {
   auto fixture = std::make_unique<PickFixture>();
+  const bool weighted = name == "random_weighted";
+  const std::string policy = weighted ? "random" : name;
+  const bool random = policy == "random" || policy == "least_request";
   lbkit::BalancerUpdate update;
-  update.endpoints = Endpoints(n);
+  update.endpoints = Endpoints(n, weighted);
   if (policy == "pick_first") {
     // As the unit tests do: FakeHelper, then the first address connects.
     auto helper = std::make_unique<lbkit::testing::FakeHelper>();
@@ -249,19 +261,21 @@ std::unique_ptr<PickFixture> BuildFixture(const std::string& policy, int n) {
     fixture->picker = helper->picker();
     fixture->helper = std::move(helper);
   }
-  // Every pick completes; round_robin visits every endpoint once per cycle.
+  // Every pick completes; round_robin visits every endpoint once per cycle;
+  // 64 random picks see more than one endpoint (all alike: p = 2^-63).
   std::set<std::string> seen;
-  for (int i = 0; i < std::max(n, 6); ++i) {
+  for (int i = 0; i < std::max(n, random ? 64 : 6); ++i) {
     lbkit::PickResult result = fixture->picker->Pick(Args());
     if (result.kind() != lbkit::PickResult::Kind::kComplete || result.subchannel() == nullptr) {
       std::abort();
     }
     seen.insert(result.subchannel()->address());
+    if (result.on_done()) result.on_done()(lbkit::CallDoneInfo(grpc::Status::OK));
   }
   size_t expected = policy == "round_robin"  ? static_cast<size_t>(n)
                     : policy == "pick_first" ? 1
                                              : 2;
-  if (seen.size() != expected) {
+  if (random ? seen.size() < 2 : seen.size() != expected) {
     std::fprintf(stderr, "%s over %d endpoints picked %zu distinct ones, expected %zu\n",
                  policy.c_str(), n, seen.size(), expected);
     std::abort();
@@ -301,6 +315,39 @@ BENCHMARK_CAPTURE(BM_Pick, custom_round_robin, "custom_round_robin")
     ->Threads(1)
     ->Threads(2);
 BENCHMARK_CAPTURE(BM_Pick, pick_first, "pick_first")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+
+BENCHMARK_CAPTURE(BM_Pick, random, "random")->Arg(2)->Arg(100)->Arg(10000)->Threads(1)->Threads(2);
+BENCHMARK_CAPTURE(BM_Pick, random_weighted, "random_weighted")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+
+// A policy whose picks attach a done-callback (least_request) must see it
+// run, or its counts only grow: each iteration picks and ends the call.
+void BM_PickDone(benchmark::State& state, const char* policy) {
+  const lbkit::Picker& picker = *Fixture(policy, static_cast<int>(state.range(0))).picker;
+  const lbkit::PickArgs& args = Args();
+  const lbkit::CallDoneInfo info(grpc::Status::OK);
+  for (auto _ : state) {
+    lbkit::PickResult result = picker.Pick(args);
+    benchmark::DoNotOptimize(result.subchannel());
+    if (result.on_done()) result.on_done()(info);
+  }
+}
+BENCHMARK_CAPTURE(BM_PickDone, least_request, "least_request")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+BENCHMARK_CAPTURE(BM_PickDone, round_robin, "round_robin")
     ->Arg(2)
     ->Arg(100)
     ->Arg(10000)
