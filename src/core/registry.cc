@@ -9,6 +9,7 @@
 #include "core/shown_text.h"
 #include "lbkit/resolver.h"
 #include "policies/pick_first.h"
+#include "policies/ring_hash.h"
 #include "policies/round_robin.h"
 #include "resolvers/manual.h"
 #include "resolvers/static.h"
@@ -52,6 +53,8 @@ Registry<BalancerBuilder>& Balancers() {
     r->Add(pick_first->name(), pick_first, /*replace=*/false);
     auto round_robin = internal::MakeRoundRobinBuilder();
     r->Add(round_robin->name(), round_robin, /*replace=*/false);
+    auto ring_hash = internal::MakeRingHashBuilder();
+    r->Add(ring_hash->name(), ring_hash, /*replace=*/false);
     return r;
   }();
   return *registry;
