@@ -145,10 +145,7 @@ class RingHashPicker final : public Picker {
     auto header = header_.empty() ? args.metadata->end() : args.metadata->find(header_);
     hash = header != args.metadata->end() ? Hash(header->second) : RandomHash();
     const Ring& ring = *ring_;
-    size_t first = static_cast<size_t>(
-        std::lower_bound(ring.begin(), ring.end(), hash,
-                         [](const RingEntry& entry, uint64_t h) { return entry.hash < h; }) -
-        ring.begin());
+    size_t first = LowerBound(ring, hash);
     if (first == ring.size()) first = 0;
     uint32_t chosen = ring[first].endpoint;
     const EndpointView& view = endpoints_[chosen];
@@ -189,6 +186,20 @@ class RingHashPicker final : public Picker {
   }
 
  private:
+  // The first entry whose hash is >= `hash` (ring.size() if none), without
+  // branches on the data: a random hash makes every branch of std::lower_bound
+  // a coin toss, and the mispredictions cost more than the search.
+  static size_t LowerBound(const Ring& ring, uint64_t hash) {
+    const RingEntry* base = ring.data();
+    size_t length = ring.size();
+    while (length > 1) {
+      const size_t half = length / 2;
+      base = base[half].hash < hash ? base + half : base;
+      length -= half;
+    }
+    return static_cast<size_t>(base - ring.data()) + (base->hash < hash ? 1 : 0);
+  }
+
   void Connect(uint32_t endpoint) const {
     if (!requested_[endpoint].exchange(true, std::memory_order_relaxed)) {
       connector_->Request(generation_, endpoint);
