@@ -318,6 +318,36 @@ TEST_F(RingHashTest, WithoutAHeaderCallsSpreadOverEndpoints) {
   EXPECT_EQ(seen.size(), 4u);
 }
 
+TEST_F(RingHashTest, AClosedConnectionReconnectsOnlyWhenACallLandsOnIt) {
+  Start(Endpoints(3));
+  ConnectAll(3);
+  const std::string owner = PickFor("erin");
+  auto subchannel = helper_.subchannel(owner);
+  ASSERT_NE(subchannel, nullptr) << owner;
+  const int requests = subchannel->connection_requests();
+  subchannel->SetState(ConnectivityState::kIdle);  // the backend closed the connection
+  helper_.RunPosted();
+  EXPECT_EQ(helper_.last_state().state, ConnectivityState::kReady);
+  EXPECT_EQ(subchannel->connection_requests(), requests) << "idle until a call needs it";
+  EXPECT_EQ(PickFor("erin"), "queue");
+  helper_.RunPosted();
+  EXPECT_EQ(subchannel->connection_requests(), requests + 1);
+  subchannel->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(PickFor("erin"), owner);
+}
+
+TEST_F(RingHashTest, AnUpdateKeepsTheConnectionsOfEndpointsThatStay) {
+  Start(Endpoints(3));
+  ConnectAll(3);
+  const size_t subchannels = helper_.subchannels().size();
+  std::vector<lbkit::Endpoint> endpoints = Endpoints(4);
+  endpoints[0].attributes.weight = 2;  // a new weight reaches the same child
+  Update(endpoints);
+  EXPECT_EQ(helper_.last_state().state, ConnectivityState::kReady);
+  EXPECT_EQ(helper_.subchannels().size(), subchannels) << "the new endpoint waits for a call";
+  for (const auto& subchannel : helper_.subchannels()) EXPECT_FALSE(subchannel->is_shutdown());
+}
+
 TEST_F(RingHashTest, NoEndpointsIsTransientFailure) {
   ASSERT_TRUE(lbkit::testing::BuildBalancer("ring_hash", "{}", &helper_, &policy_, &config_).ok());
   lbkit::BalancerUpdate update;
