@@ -13,6 +13,11 @@
 //       Pick() and then the pick's done-callback, as every call does:
 //       least_request raises a count at the pick and lowers it at the end.
 //       round_robin is the baseline (it attaches no callback).
+//   BM_RingHashPick/{header,random}/<endpoints>/threads:<n>
+//       ring_hash's Pick() with every endpoint READY: `header`, calls
+//       carrying requestHashHeader (1,024 distinct values, in turn: hash,
+//       ring search, the endpoint's pick); `random`, calls without it (a
+//       random hash instead).
 //   BM_SlotReadPick/round_robin/<endpoints>/threads:<n>
 //       PickerSlot::Read (the channel's lock-free picker slot) plus a bare
 //       Pick().
@@ -139,8 +144,16 @@ class BenchHelper final : public lbkit::Helper {
                                            std::function<void()>) override {
     return std::make_unique<NeverTimer>();
   }
-  void Post(std::function<void()>) override {}
+  // Kept until RunPosted: ring_hash's picker asks for connections this way.
+  void Post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
   const std::string& target() const override { return target_; }
+  void RunPosted() {
+    while (!posted_.empty()) {
+      std::vector<std::function<void()>> batch;
+      batch.swap(posted_);
+      for (auto& fn : batch) fn();
+    }
+  }
 
   ConnectivityState state() const { return state_; }
   const std::shared_ptr<lbkit::Picker>& picker() const { return slot_.current(); }
@@ -155,6 +168,7 @@ class BenchHelper final : public lbkit::Helper {
   PickerSlot slot_;
   ConnectivityState state_ = ConnectivityState::kIdle;
   std::string target_ = "bench:///";
+  std::vector<std::function<void()>> posted_;
 };
 
 // Resident set size, from /proc/self/statm.
@@ -233,6 +247,21 @@ struct PickFixture {
   std::unique_ptr<PickerSlot> slot;  // holding `picker`, for BM_SlotReadPick
 };
 
+// Calls carrying 1,024 distinct values of ring_hash's header.
+const std::vector<lbkit::PickArgs>& KeyedArgs() {
+  static const auto* keys = [] {
+    auto* k = new std::vector<std::multimap<std::string, std::string>>(1024);
+    for (size_t i = 0; i < k->size(); ++i) (*k)[i] = {{"x-key", "user-" + std::to_string(i)}};
+    return k;
+  }();
+  static const auto* args = [] {
+    auto* a = new std::vector<lbkit::PickArgs>(keys->size(), Args());
+    for (size_t i = 0; i < a->size(); ++i) (*a)[i].metadata = &(*keys)[i];
+    return a;
+  }();
+  return *args;
+}
+
 std::unique_ptr<PickFixture> BuildFixture(const std::string& name, int n) {
   auto fixture = std::make_unique<PickFixture>();
   const bool weighted = name == "random_weighted";
@@ -250,6 +279,35 @@ std::unique_ptr<PickFixture> BuildFixture(const std::string& name, int n) {
     if (helper->last_state().state != ConnectivityState::kReady) std::abort();
     fixture->picker = helper->last_state().picker;
     fixture->helper = std::move(helper);
+  } else if (policy == "ring_hash") {
+    // ring_hash connects an endpoint when a call lands on it. At 10,000
+    // endpoints a 1,024-minimum ring gives each one entry, and some arcs are
+    // too small for any number of keys to find: connect what the benchmark's
+    // calls reach instead. Every keyed call completes; random ones do
+    // unless they land on one of the few arcs 50 * n random picks missed.
+    auto helper = std::make_unique<BenchHelper>(/*ready_on_create=*/true);
+    fixture->balancer = lbkit::FindBalancer(policy)->Build(helper.get());
+    update.config = ParseConfig(policy, nlohmann::json{{"requestHashHeader", "x-key"}});
+    fixture->balancer->UpdateResolverState(std::move(update));
+    for (int round = 0;; ++round) {
+      if (round == 10) std::abort();
+      bool all = true;
+      for (const lbkit::PickArgs& args : KeyedArgs()) {
+        all &= helper->picker()->Pick(args).kind() == lbkit::PickResult::Kind::kComplete;
+      }
+      if (all) break;
+      helper->RunPosted();
+    }
+    for (int i = 0; i < 50 * n; ++i) {
+      helper->picker()->Pick(Args());
+      if (i % 64 == 63) helper->RunPosted();  // a batch of requests per picker
+    }
+    helper->RunPosted();
+    if (helper->state() != ConnectivityState::kReady) std::abort();
+    fixture->picker = helper->picker();
+    fixture->helper = std::move(helper);
+    fixture->slot = std::make_unique<PickerSlot>(fixture->picker);
+    return fixture;
   } else {
     auto helper = std::make_unique<BenchHelper>(/*ready_on_create=*/true);
     fixture->balancer = lbkit::FindBalancer(policy)->Build(helper.get());
@@ -348,6 +406,29 @@ BENCHMARK_CAPTURE(BM_PickDone, least_request, "least_request")
     ->Threads(1)
     ->Threads(2);
 BENCHMARK_CAPTURE(BM_PickDone, round_robin, "round_robin")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+
+void BM_RingHashPick(benchmark::State& state, bool header) {
+  const lbkit::Picker& picker = *Fixture("ring_hash", static_cast<int>(state.range(0))).picker;
+  const std::vector<lbkit::PickArgs>& keyed = KeyedArgs();
+  size_t i = 0;
+  for (auto _ : state) {
+    const lbkit::PickArgs& args = header ? keyed[i++ & 1023] : Args();
+    lbkit::PickResult result = picker.Pick(args);
+    benchmark::DoNotOptimize(result.subchannel());
+  }
+}
+BENCHMARK_CAPTURE(BM_RingHashPick, header, true)
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+BENCHMARK_CAPTURE(BM_RingHashPick, random, false)
     ->Arg(2)
     ->Arg(100)
     ->Arg(10000)

@@ -11,6 +11,7 @@
 #include "policies/least_request.h"
 #include "policies/pick_first.h"
 #include "policies/random.h"
+#include "policies/ring_hash.h"
 #include "policies/round_robin.h"
 #include "resolvers/manual.h"
 #include "resolvers/static.h"
@@ -58,6 +59,8 @@ Registry<BalancerBuilder>& Balancers() {
     r->Add(random->name(), random, /*replace=*/false);
     auto least_request = internal::MakeLeastRequestBuilder();
     r->Add(least_request->name(), least_request, /*replace=*/false);
+    auto ring_hash = internal::MakeRingHashBuilder();
+    r->Add(ring_hash->name(), ring_hash, /*replace=*/false);
     return r;
   }();
   return *registry;
