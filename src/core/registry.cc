@@ -13,6 +13,7 @@
 #include "policies/random.h"
 #include "policies/ring_hash.h"
 #include "policies/round_robin.h"
+#include "policies/weighted_round_robin.h"
 #include "resolvers/manual.h"
 #include "resolvers/static.h"
 
@@ -61,6 +62,8 @@ Registry<BalancerBuilder>& Balancers() {
     r->Add(least_request->name(), least_request, /*replace=*/false);
     auto ring_hash = internal::MakeRingHashBuilder();
     r->Add(ring_hash->name(), ring_hash, /*replace=*/false);
+    auto weighted_round_robin = internal::MakeWeightedRoundRobinBuilder();
+    r->Add(weighted_round_robin->name(), weighted_round_robin, /*replace=*/false);
     return r;
   }();
   return *registry;

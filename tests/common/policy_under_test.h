@@ -20,6 +20,22 @@ namespace lbkit_test {
 // Endpoints as ("address", weight): one address each.
 using WeightedEndpoints = std::vector<std::pair<std::string, uint32_t>>;
 
+// Parses `json` with the registered policy `name`'s builder; on success, when
+// `out` is not null, copies the parsed config (of type Config) to it.
+template <typename Config>
+grpc::Status ParseConfigAs(const std::string& name, const std::string& json, Config* out) {
+  lbkit::testing::FakeHelper helper;
+  std::unique_ptr<lbkit::Balancer> policy;
+  std::shared_ptr<const lbkit::BalancerConfig> config;
+  grpc::Status status = lbkit::testing::BuildBalancer(name, json, &helper, &policy, &config);
+  if (status.ok() && out != nullptr) {
+    auto parsed = std::dynamic_pointer_cast<const Config>(config);
+    EXPECT_NE(parsed, nullptr);
+    if (parsed != nullptr) *out = *parsed;
+  }
+  return status;
+}
+
 class PolicyUnderTest {
  public:
   explicit PolicyUnderTest(std::string name) : name_(std::move(name)) {}
