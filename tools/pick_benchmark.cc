@@ -9,9 +9,13 @@
 //       custom_round_robin, pick_first, random) with every endpoint READY. Read the CPU
 //       column: with threads:2 it is the CPU time of one pick on one thread.
 //       random_weighted is random with weights 1 to 4 (the alias table).
+//       weighted_round_robin has load reports giving weights 1 to 4 (the
+//       stride scheduler); weighted_round_robin_even has none (its plain
+//       rotation).
 //   BM_PickDone/<policy>/<endpoints>/threads:<n>
 //       Pick() and then the pick's done-callback, as every call does:
-//       least_request raises a count at the pick and lowers it at the end.
+//       least_request raises a count at the pick and lowers it at the end;
+//       weighted_round_robin holds its endpoint's weight for the call.
 //       round_robin is the baseline (it attaches no callback).
 //   BM_RingHashPick/{header,random}/<endpoints>/threads:<n>
 //       ring_hash's Pick() with every endpoint READY: `header`, calls
@@ -140,9 +144,11 @@ class BenchHelper final : public lbkit::Helper {
     previous.reset();  // the old picker goes here, as in ClientConn::PublishState
   }
   void RequestReresolution() override {}
+  // Kept until FireTimers (weighted_round_robin's weight update).
   std::unique_ptr<lbkit::Timer> StartTimer(std::chrono::milliseconds,
-                                           std::function<void()>) override {
-    return std::make_unique<NeverTimer>();
+                                           std::function<void()> fn) override {
+    timers_[++next_timer_] = std::move(fn);
+    return std::make_unique<BenchTimer>(this, next_timer_);
   }
   // Kept until RunPosted: ring_hash's picker asks for connections this way.
   void Post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
@@ -155,6 +161,13 @@ class BenchHelper final : public lbkit::Helper {
     }
   }
 
+  // Runs the timers pending now (not those they start).
+  void FireTimers() {
+    std::map<uint64_t, std::function<void()>> due;
+    due.swap(timers_);
+    for (auto& entry : due) entry.second();
+  }
+
   ConnectivityState state() const { return state_; }
   const std::shared_ptr<lbkit::Picker>& picker() const { return slot_.current(); }
   PickerSlot& slot() { return slot_; }
@@ -163,7 +176,17 @@ class BenchHelper final : public lbkit::Helper {
   int publishes = 0;
 
  private:
-  class NeverTimer final : public lbkit::Timer {};
+  class BenchTimer final : public lbkit::Timer {
+   public:
+    BenchTimer(BenchHelper* helper, uint64_t id) : helper_(helper), id_(id) {}
+    ~BenchTimer() override { helper_->timers_.erase(id_); }
+
+   private:
+    BenchHelper* helper_;
+    uint64_t id_;
+  };
+  std::map<uint64_t, std::function<void()>> timers_;
+  uint64_t next_timer_ = 0;
   bool ready_on_create_;
   PickerSlot slot_;
   ConnectivityState state_ = ConnectivityState::kIdle;
@@ -262,11 +285,42 @@ const std::vector<lbkit::PickArgs>& KeyedArgs() {
   return *args;
 }
 
+// weighted_round_robin over Endpoints(n) (still a plain rotation): one call
+// to each endpoint i ends with a report giving it weight 1 + i % 4, then the
+// weight update runs. Aborts unless picks then follow those weights.
+void ReportWeightsOneToFour(BenchHelper& helper, int n) {
+  std::map<std::string, int> index;
+  for (int i = 0; i < n; ++i) index[Address(i)] = i;
+  for (int i = 0; i < n; ++i) {
+    lbkit::PickResult result = helper.picker()->Pick(Args());
+    lbkit::LoadReport report;
+    report.qps = 100.0 * (1 + index.at(result.subchannel()->address()) % 4);
+    report.cpu_utilization = 0.5;
+    lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
+  }
+  helper.FireTimers();
+  int light = 0;  // picks of weight-1 endpoints
+  int heavy = 0;  // and of weight-2 ones: twice as many
+  for (int i = 0; i < 10 * n; ++i) {
+    lbkit::PickResult result = helper.picker()->Pick(Args());
+    const int weight = 1 + index.at(result.subchannel()->address()) % 4;
+    light += weight == 1;
+    heavy += weight == 2;
+    lbkit::testing::CallEnd().Finish(result);
+  }
+  if (2 * heavy < 3 * light || 2 * heavy > 5 * light) {
+    std::fprintf(stderr, "weighted_round_robin over %d endpoints: %d light and %d heavy picks\n", n,
+                 light, heavy);
+    std::abort();
+  }
+}
+
 std::unique_ptr<PickFixture> BuildFixture(const std::string& name, int n) {
   auto fixture = std::make_unique<PickFixture>();
   const bool weighted = name == "random_weighted";
-  const std::string policy = weighted ? "random" : name;
-  const bool random = policy == "random" || policy == "least_request";
+  const bool wrr = name.rfind("weighted_round_robin", 0) == 0;
+  const std::string policy = weighted ? "random" : wrr ? "weighted_round_robin" : name;
+  const bool random = policy == "random" || policy == "least_request" || wrr;
   lbkit::BalancerUpdate update;
   update.endpoints = Endpoints(n, weighted);
   if (policy == "pick_first") {
@@ -308,6 +362,15 @@ std::unique_ptr<PickFixture> BuildFixture(const std::string& name, int n) {
     fixture->helper = std::move(helper);
     fixture->slot = std::make_unique<PickerSlot>(fixture->picker);
     return fixture;
+  } else if (wrr) {
+    auto helper = std::make_unique<BenchHelper>(/*ready_on_create=*/true);
+    fixture->balancer = lbkit::FindBalancer(policy)->Build(helper.get());
+    update.config = ParseConfig(policy, nlohmann::json{{"blackoutPeriod", "0s"}});
+    fixture->balancer->UpdateResolverState(std::move(update));
+    if (name == "weighted_round_robin") ReportWeightsOneToFour(*helper, n);
+    if (helper->state() != ConnectivityState::kReady) std::abort();
+    fixture->picker = helper->picker();
+    fixture->helper = std::move(helper);
   } else {
     auto helper = std::make_unique<BenchHelper>(/*ready_on_create=*/true);
     fixture->balancer = lbkit::FindBalancer(policy)->Build(helper.get());
@@ -387,6 +450,13 @@ BENCHMARK_CAPTURE(BM_Pick, random_weighted, "random_weighted")
     ->Threads(1)
     ->Threads(2);
 
+BENCHMARK_CAPTURE(BM_Pick, weighted_round_robin, "weighted_round_robin")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+
 // A policy whose picks attach a done-callback (least_request) must see it
 // run, or its counts only grow: each iteration picks and ends the call.
 void BM_PickDone(benchmark::State& state, const char* policy) {
@@ -400,6 +470,18 @@ void BM_PickDone(benchmark::State& state, const char* policy) {
   }
 }
 BENCHMARK_CAPTURE(BM_PickDone, least_request, "least_request")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+BENCHMARK_CAPTURE(BM_PickDone, weighted_round_robin, "weighted_round_robin")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+BENCHMARK_CAPTURE(BM_PickDone, weighted_round_robin_even, "weighted_round_robin_even")
     ->Arg(2)
     ->Arg(100)
     ->Arg(10000)

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cfloat>
 #include <cmath>
+#include <cstring>
+#include <mutex>
 #include <random>
 #include <utility>
 
@@ -52,34 +55,94 @@ double ReportedWeight(const LoadReport& report, double error_utilization_penalty
   return std::isfinite(weight) && weight > 0 ? weight : 0;
 }
 
-std::shared_ptr<EndpointWeight> EndpointWeight::Create() {
-  // The shared_ptr's owners together hold the one reference `refs_` starts
-  // with; calls in flight hold the others.
-  return std::shared_ptr<EndpointWeight>(new EndpointWeight(),
-                                         [](EndpointWeight* weight) { weight->Release(); });
+namespace {
+
+constexpr uint64_t kFresh = uint64_t{1} << 32;
+constexpr uint64_t kWeightBits = kFresh - 1;
+constexpr uint32_t kGenerationMask = 0x7fffffff;  // 31 bits
+
+uint32_t GenerationOf(uint64_t word) { return static_cast<uint32_t>(word >> 33); }
+
+float WeightOf(uint64_t word) {
+  const uint32_t bits = static_cast<uint32_t>(word & kWeightBits);
+  float weight;
+  std::memcpy(&weight, &bits, sizeof(weight));
+  return weight;
 }
 
-void EndpointWeight::CallDone(const LoadReport* report) {
-  if (report != nullptr) {
-    const double weight = ReportedWeight(*report, penalty_.load(std::memory_order_relaxed));
-    // A report without a usable weight is ignored (A58): it neither
-    // refreshes the weight nor starts a blackout.
-    if (weight > 0) {
-      reported_.store(weight, std::memory_order_relaxed);
-      report_count_.fetch_add(1, std::memory_order_release);
-    }
-  }
-  Release();
+uint64_t Word(uint32_t generation, bool fresh, float weight) {
+  uint32_t bits;
+  std::memcpy(&bits, &weight, sizeof(bits));
+  return (uint64_t{generation & kGenerationMask} << 33) | (fresh ? kFresh : 0) | bits;
 }
+
+}  // namespace
+
+// The process-wide table of WeightSlots: chunks allocated as needed and never
+// freed, a free list, one mutex (taken on the serializers only, when
+// endpoints come and go; never on a pick or a call's end).
+class WeightSlots {
+ public:
+  static WeightSlots& Get() {
+    static WeightSlots* slots = new WeightSlots();  // never destroyed: calls may outlive main
+    return *slots;
+  }
+  // A free slot and its current generation.
+  std::pair<WeightSlot*, uint32_t> Acquire() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.empty()) {
+      constexpr size_t kChunk = 256;
+      chunks_.push_back(std::make_unique<WeightSlot[]>(kChunk));
+      for (size_t i = kChunk; i > 0; --i) free_.push_back(&chunks_.back()[i - 1]);
+    }
+    WeightSlot* slot = free_.back();
+    free_.pop_back();
+    return {slot, GenerationOf(slot->word_.load(std::memory_order_relaxed))};
+  }
+  // Late reports for the slot's last endpoint find a new generation and are
+  // dropped.
+  void Release(WeightSlot* slot) {
+    const uint32_t next = GenerationOf(slot->word_.load(std::memory_order_relaxed)) + 1;
+    slot->word_.store(Word(next, false, 0), std::memory_order_release);
+    std::lock_guard<std::mutex> lock(mu_);
+    free_.push_back(slot);
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<WeightSlot[]>> chunks_;
+  std::vector<WeightSlot*> free_;
+};
+
+void WeightSlot::Report(uint32_t generation, const LoadReport& report) {
+  const double weight = ReportedWeight(report, penalty_.load(std::memory_order_relaxed));
+  const float stored = static_cast<float>(std::min<double>(weight, FLT_MAX));
+  if (!(stored > 0)) return;  // no weight, or too small for a float
+  uint64_t word = word_.load(std::memory_order_relaxed);
+  do {
+    if (GenerationOf(word) != (generation & kGenerationMask)) return;
+  } while (!word_.compare_exchange_weak(word, Word(generation, true, stored),
+                                        std::memory_order_release, std::memory_order_relaxed));
+}
+
+EndpointWeight::EndpointWeight() : EndpointWeight(WeightSlots::Get().Acquire()) {}
+
+EndpointWeight::EndpointWeight(std::pair<WeightSlot*, uint32_t> slot)
+    : slot_(slot.first), generation_(slot.second) {}
+
+EndpointWeight::~EndpointWeight() { WeightSlots::Get().Release(slot_); }
 
 double EndpointWeight::WeightAt(std::chrono::milliseconds now,
                                 const WeightedRoundRobinConfig& config) {
-  const uint64_t count = report_count_.load(std::memory_order_acquire);
-  if (count != reports_seen_) {
-    reports_seen_ = count;
-    weight_ = reported_.load(std::memory_order_relaxed);
-    if (!non_empty_since_) non_empty_since_ = now;
-    last_update_ = now;
+  // Take the latest report, if one came since the last look.
+  uint64_t word = slot_->word_.load(std::memory_order_acquire);
+  while ((word & kFresh) != 0) {
+    if (slot_->word_.compare_exchange_weak(word, word & ~kFresh, std::memory_order_acquire)) {
+      weight_ = WeightOf(word);
+      if (!non_empty_since_) non_empty_since_ = now;
+      last_update_ = now;
+      break;
+    }
   }
   if (!last_update_ || now - *last_update_ >= config.weight_expiration_period) {
     non_empty_since_.reset();  // the next report starts a new blackout
@@ -131,15 +194,10 @@ std::vector<uint16_t> ScaleWeights(const std::vector<double>& weights) {
 
 WeightedRoundRobinPicker::WeightedRoundRobinPicker(std::vector<Entry> entries,
                                                    std::vector<uint16_t> scaled, uint64_t start)
-    : owners_(std::move(entries)), scaled_(std::move(scaled)), sequence_(start) {
-  candidates_.reserve(owners_.size());
-  for (const Entry& entry : owners_) {
-    candidates_.push_back(Candidate{entry.child.get(), entry.weight.get()});
-  }
-}
+    : entries_(std::move(entries)), scaled_(std::move(scaled)), sequence_(start) {}
 
 size_t WeightedRoundRobinPicker::Next() const {
-  const uint64_t n = candidates_.size();
+  const uint64_t n = entries_.size();
   if (scaled_.empty()) return sequence_.fetch_add(1, std::memory_order_relaxed) % n;
   // Static stride (A58): the sequence visits endpoints in turn; in round r
   // endpoint i adds its scaled weight w to a running total (mod kMaxScaled)
@@ -156,17 +214,20 @@ size_t WeightedRoundRobinPicker::Next() const {
 }
 
 PickResult WeightedRoundRobinPicker::Pick(const PickArgs& args) const {
-  const Candidate& chosen = candidates_[Next()];
+  const Entry& chosen = entries_[Next()];
   PickResult result = chosen.child->Pick(args);
   if (result.kind() != PickResult::Kind::kComplete) return result;
-  EndpointWeight* weight = chosen.weight;
-  weight->CallStarted();
+  WeightSlot* slot = chosen.slot;
+  const uint32_t generation = chosen.generation;
+  auto report = [slot, generation](const CallDoneInfo& info) {
+    if (const LoadReport* load = info.load_report()) slot->Report(generation, *load);
+  };
   if (result.on_done() == nullptr) {
-    // A raw pointer: std::function keeps it inline, no allocation.
-    result.on_done() = [weight](const CallDoneInfo& info) { weight->CallDone(info.load_report()); };
+    // 16 trivially copyable bytes: std::function keeps them inline, no allocation.
+    result.on_done() = report;
   } else {
-    result.on_done() = [weight, inner = std::move(result.on_done())](const CallDoneInfo& info) {
-      weight->CallDone(info.load_report());
+    result.on_done() = [report, inner = std::move(result.on_done())](const CallDoneInfo& info) {
+      report(info);
       inner(info);
     };
   }
@@ -174,9 +235,12 @@ PickResult WeightedRoundRobinPicker::Pick(const PickArgs& args) const {
 }
 
 bool WeightedRoundRobinPicker::SameAs(const WeightedRoundRobinPicker& other) const {
-  if (scaled_ != other.scaled_ || candidates_.size() != other.candidates_.size()) return false;
-  for (size_t i = 0; i < candidates_.size(); ++i) {
-    if (candidates_[i].child != other.candidates_[i].child) return false;
+  if (scaled_ != other.scaled_ || entries_.size() != other.entries_.size()) return false;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i].child != other.entries_[i].child ||
+        entries_[i].slot != other.entries_[i].slot) {
+      return false;
+    }
   }
   return true;
 }
@@ -248,15 +312,15 @@ class WeightedRoundRobin final : public Balancer {
     entries.reserve(ready.size());
     weights.reserve(ready.size());
     for (const EndpointSharding::Child* child : ready) {
-      std::shared_ptr<EndpointWeight>& weight = weights_[child->endpoint];
-      if (weight == nullptr) weight = EndpointWeight::Create();
+      std::unique_ptr<EndpointWeight>& weight = weights_[child->endpoint];
+      if (weight == nullptr) weight = std::make_unique<EndpointWeight>();
       // Back to READY after being out of the last picker: a new connection,
       // whose first reports wait out a blackout again (A58).
       if (weight->ready_build != 0 && weight->ready_build != build_ - 1) weight->ResetBlackout();
       weight->ready_build = build_;
       weight->set_error_utilization_penalty(config_->error_utilization_penalty);
       weights.push_back(weight->WeightAt(now_, *config_));
-      entries.push_back({child->state.picker, weight});
+      entries.push_back({child->state.picker, weight->slot(), weight->generation()});
     }
     const uint64_t start = std::uniform_int_distribution<uint64_t>(0, entries.size() - 1)(rng_);
     last_ = std::make_shared<WeightedRoundRobinPicker>(std::move(entries), ScaleWeights(weights),
@@ -271,7 +335,7 @@ class WeightedRoundRobin final : public Balancer {
   std::chrono::milliseconds now_{0};  // policy time: the timer periods run so far
   uint64_t build_ = 0;                // pickers built (or found nothing READY) so far
   std::mt19937_64 rng_{std::random_device{}()};
-  EndpointMap<std::shared_ptr<EndpointWeight>> weights_;
+  EndpointMap<std::unique_ptr<EndpointWeight>> weights_;
   std::shared_ptr<WeightedRoundRobinPicker> last_;  // the last picker built
   EndpointSharding sharding_;
   std::unique_ptr<Timer> timer_;  // last: cancelled first

@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lbkit/balancer.h"
@@ -58,47 +59,60 @@ std::optional<std::chrono::milliseconds> ParseJsonDuration(const std::string& te
 // not positive, or the result is not a finite positive number.
 double ReportedWeight(const LoadReport& report, double error_utilization_penalty);
 
-// One endpoint's weight: written by done-callbacks on any thread (the last
-// report's weight and a count of reports), read and timed on the serializer.
-// Its lifetime is counted in `refs_`, calls in flight plus one for its
-// holders, so that a done-callback stores a raw pointer (inline in
-// std::function: no allocation) and may outlive the policy.
+// Where done-callbacks leave an endpoint's reported weight: a slot in a
+// process-wide table that is never freed, only reused, each use with a new
+// generation. A pick captures the slot and its generation (16 bytes, kept
+// inline by std::function: no allocation, and no reference count touched per
+// call); a report whose generation is stale (its endpoint was removed, the
+// slot reused) is dropped. Costs 16 bytes per endpoint at the peak number of
+// weighted_round_robin endpoints in the process, kept until it exits.
+class WeightSlot {
+ public:
+  // Data plane, any thread: records `report`'s weight, unless the slot has
+  // moved on from `generation` or the report gives no weight (A58: a report
+  // with no qps or no utilization is ignored).
+  void Report(uint32_t generation, const LoadReport& report);
+
+ private:
+  friend class EndpointWeight;
+  friend class WeightSlots;
+  // [generation: 31 bits][fresh: 1 bit][weight: float, 32 bits]. fresh: a
+  // report arrived since the serializer last looked.
+  std::atomic<uint64_t> word_{0};
+  std::atomic<double> penalty_{1.0};  // errorUtilizationPenalty, from the config
+};
+
+// One endpoint's weight, on the serializer: owns a WeightSlot (returned to
+// the table when destroyed) and times its reports in policy time.
 class EndpointWeight {
  public:
-  static std::shared_ptr<EndpointWeight> Create();
+  EndpointWeight();
+  ~EndpointWeight();
+  EndpointWeight(const EndpointWeight&) = delete;
+  EndpointWeight& operator=(const EndpointWeight&) = delete;
 
-  // Data plane: a pick holds it until its done-callback calls CallDone.
-  void CallStarted() { refs_.fetch_add(1, std::memory_order_relaxed); }
-  void CallDone(const LoadReport* report);
-
-  // Serializer: what the scheduler should use at `now` (policy time), 0 for
-  // none. Notes reports that arrived since the last call as received at
-  // `now`.
+  WeightSlot* slot() const { return slot_; }
+  uint32_t generation() const { return generation_; }
+  // What the scheduler should use at `now` (policy time), 0 for none. Notes
+  // a report that arrived since the last call as received at `now`.
   double WeightAt(std::chrono::milliseconds now, const WeightedRoundRobinConfig& config);
   // The endpoint (re)connected: a new blackout period starts with its next
   // report.
   void ResetBlackout() { non_empty_since_.reset(); }
-  // The penalty done-callbacks apply; set from the config.
+  // The penalty reports are weighed with.
   void set_error_utilization_penalty(double penalty) {
-    penalty_.store(penalty, std::memory_order_relaxed);
+    slot_->penalty_.store(penalty, std::memory_order_relaxed);
   }
 
-  // Serializer: the policy's last picker build (or look at its children)
-  // that found the endpoint READY, 0 for none; a gap means it reconnected.
+  // The policy's last picker build (or look at its children) that found the
+  // endpoint READY, 0 for none; a gap means it reconnected.
   uint64_t ready_build = 0;
 
  private:
-  EndpointWeight() = default;
-  void Release() {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-  }
+  explicit EndpointWeight(std::pair<WeightSlot*, uint32_t> slot);
 
-  std::atomic<uint64_t> refs_{1};
-  std::atomic<double> penalty_{1.0};
-  std::atomic<double> reported_{0};        // the last usable report's weight
-  std::atomic<uint64_t> report_count_{0};  // usable reports so far
-  // Serializer only.
-  uint64_t reports_seen_ = 0;
+  WeightSlot* const slot_;
+  const uint32_t generation_;
   double weight_ = 0;
   std::optional<std::chrono::milliseconds> non_empty_since_;
   std::optional<std::chrono::milliseconds> last_update_;
@@ -113,13 +127,14 @@ std::vector<uint16_t> ScaleWeights(const std::vector<double>& weights);
 
 // Picks among child pickers by the scaled weights (plain rotation when
 // empty) and attaches to each completed pick a done-callback that feeds the
-// endpoint's load report to its EndpointWeight. Lock-free; no allocation
+// endpoint's load report to its WeightSlot. Lock-free; no allocation
 // over pick_first children.
 class WeightedRoundRobinPicker final : public Picker {
  public:
   struct Entry {
     std::shared_ptr<Picker> child;
-    std::shared_ptr<EndpointWeight> weight;
+    WeightSlot* slot;  // the endpoint's, for its reports (never freed)
+    uint32_t generation;
   };
   // Requires: entries non-empty, every member non-null; scaled empty or of
   // entries.size().
@@ -133,12 +148,7 @@ class WeightedRoundRobinPicker final : public Picker {
  private:
   size_t Next() const;
 
-  struct Candidate {
-    Picker* child;
-    EndpointWeight* weight;
-  };
-  const std::vector<Entry> owners_;
-  std::vector<Candidate> candidates_;
+  const std::vector<Entry> entries_;
   const std::vector<uint16_t> scaled_;
   alignas(64) mutable std::atomic<uint64_t> sequence_;
   char pad_[64 - sizeof(std::atomic<uint64_t>)] = {};  // the sequence's line to itself

@@ -324,6 +324,38 @@ TEST_F(WeightedRoundRobinTest, WeightsSurviveUpdatesAndGoWithRemovedEndpoints) {
   EXPECT_NEAR(count["c:1"], 2000, 60);
 }
 
+// a's weight lives in a slot of a process-wide table that d may reuse once a
+// is removed; the report of a call picked for a that ends afterwards must not
+// reach d. b 600, c 200, d the mean 400: shares 3:1:2 of 6,000.
+TEST_F(WeightedRoundRobinTest, AReportForARemovedEndpointIsDropped) {
+  Start({{"a:1", 1}, {"b:1", 1}, {"c:1", 1}}, R"({"blackoutPeriod":"0s"})");
+  wrr_.AllReady();
+  lbkit::PickResult held = lbkit::PickResult::Queue();
+  for (int i = 0; i < 3; ++i) {
+    lbkit::PickResult result = wrr_.picker()->Pick(call_.args());
+    if (result.subchannel()->address() == "a:1") {
+      held = std::move(result);
+    } else {
+      lbkit::testing::CallEnd().Finish(result);
+    }
+  }
+  ASSERT_NE(held.subchannel(), nullptr);
+  ASSERT_TRUE(
+      wrr_.policy()->UpdateResolverState(wrr_.Update({{"b:1", 1}, {"c:1", 1}, {"d:1", 1}})).ok());
+  helper_.subchannel("d:1")->SetState(ConnectivityState::kReady);
+  lbkit::LoadReport huge;
+  huge.qps = 1e6;
+  huge.cpu_utilization = 0.01;
+  lbkit::testing::CallEnd().WithLoadReport(huge).Finish(held);
+  Report("b:1", 300, 0.5);
+  Report("c:1", 100, 0.5);
+  Advance(1'000);
+  std::map<std::string, int> count = Spread(6000);
+  EXPECT_NEAR(count["b:1"], 3000, 60);
+  EXPECT_NEAR(count["c:1"], 1000, 60);
+  EXPECT_NEAR(count["d:1"], 2000, 60);
+}
+
 // The done-callback runs once per completed pick, also for a pick lbkit did
 // not use; none of them may leak or crash after the policy is gone.
 TEST_F(WeightedRoundRobinTest, CallsOutliveThePolicy) {
