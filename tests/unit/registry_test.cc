@@ -76,7 +76,8 @@ TEST(RegisterBalancer, RefusesADuplicateNameAndKeepsTheFirst) {
 }
 
 TEST(RegisterBalancer, RefusesToReplaceABuiltInImplicitly) {
-  for (const char* name : {"pick_first", "round_robin", "random", "least_request", "ring_hash"}) {
+  for (const char* name : {"pick_first", "round_robin", "random", "least_request", "ring_hash",
+                           "weighted_round_robin"}) {
     auto builtin = lbkit::FindBalancer(name);
     ASSERT_NE(builtin, nullptr);
     grpc::Status status = lbkit::RegisterBalancer(std::make_shared<NamedBuilder>(name));
