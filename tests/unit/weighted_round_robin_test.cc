@@ -8,10 +8,12 @@
 // 10s blackout, a report sent at t=0 is seen at t=1s and used from t=11s.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -372,6 +374,41 @@ TEST_F(WeightedRoundRobinTest, CallsOutliveThePolicy) {
   for (lbkit::PickResult& result : open) {
     lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
   }
+}
+
+// Picks and reports from two threads while the serializer (this thread)
+// runs weight updates: the pick path is atomics only, so this must neither
+// crash nor lose the weights (and is what a ThreadSanitizer build checks).
+TEST_F(WeightedRoundRobinTest, PicksAndReportsFromManyThreadsDuringWeightUpdates) {
+  Start({{"a:1", 1}, {"b:1", 1}}, R"({"blackoutPeriod":"0s"})");
+  wrr_.AllReady();
+  std::shared_ptr<lbkit::Picker> picker = wrr_.picker();
+  std::atomic<bool> stop{false};
+  std::atomic<int> calls{0};
+  auto work = [&picker, &stop, &calls] {
+    lbkit::testing::TestCall call;
+    while (!stop.load()) {
+      lbkit::PickResult result = picker->Pick(call.args());
+      lbkit::LoadReport report;
+      report.qps = result.subchannel()->address() == "a:1" ? 300 : 100;
+      report.cpu_utilization = 0.5;
+      lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
+      calls.fetch_add(1);
+    }
+  };
+  std::thread first(work), second(work);
+  // Weight updates until both threads have made calls (10 s at most).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (int i = 0; i < 200 || (calls.load() < 20'000 && std::chrono::steady_clock::now() < give_up);
+       ++i) {
+    Advance(1'000);
+  }
+  stop = true;
+  first.join();
+  second.join();
+  ASSERT_GE(calls.load(), 20'000);
+  Advance(1'000);
+  EXPECT_NEAR(Spread(4000)["a:1"], 3000, 40);
 }
 
 }  // namespace
