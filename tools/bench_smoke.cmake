@@ -2,11 +2,18 @@
 #   -DBENCH=<lbkit-bench> -DJSON=<file>  a tiny run; its JSON must hold every
 #                                        workload and every channel
 #   -DBENCH=<lbkit-bench> -DMODE=flags   bad flags fail with status 2 and a message
+#   -DBENCH=<lbkit-bench> -DJSON=<file> -DMODE=scenarios
+#                                        tiny runs of the other scenarios; their
+#                                        JSON must hold every experiment and row
 cmake_minimum_required(VERSION 3.19)  # string(JSON)
 
 if(MODE STREQUAL "flags")
   foreach(bad "--duration;soon" "--duration;0" "--threads;0" "--workloads;sync,nope"
-              "--channels;native" "--backends;1" "--rounds" "--bogus")
+              "--channels;native" "--backends;1" "--rounds" "--bogus" "--scenario"
+              "--scenario;nope" "--scenario=slow-backend" "--scenario;slow-backend;--rate;0"
+              "--scenario;slow-backend;--experiments;slow,fast" "--scenario;slow-backend;--delay"
+              "--scenario;ring-hash-movement;--endpoints;1"
+              "--scenario;ring-hash-movement;--keys;many")
     execute_process(COMMAND ${BENCH} ${bad} RESULT_VARIABLE rc OUTPUT_VARIABLE out
                     ERROR_VARIABLE err TIMEOUT 30)
     if(NOT rc EQUAL 2 OR NOT err MATCHES "^lbkit-bench: .*--help")
@@ -18,6 +25,59 @@ if(MODE STREQUAL "flags")
   if(NOT rc EQUAL 0 OR NOT out MATCHES "usage: lbkit-bench")
     message(FATAL_ERROR "lbkit-bench --help: status ${rc}:\n${out}")
   endif()
+  foreach(scenario slow-backend ring-hash-movement)
+    execute_process(COMMAND ${BENCH} --scenario ${scenario} --help RESULT_VARIABLE rc
+                    OUTPUT_VARIABLE out TIMEOUT 30)
+    if(NOT rc EQUAL 0 OR NOT out MATCHES "usage: lbkit-bench --scenario ${scenario}")
+      message(FATAL_ERROR "lbkit-bench --scenario ${scenario} --help: status ${rc}:\n${out}")
+    endif()
+  endforeach()
+  return()
+endif()
+
+if(MODE STREQUAL "scenarios")
+  file(REMOVE ${JSON})
+  execute_process(
+    COMMAND ${BENCH} --scenario slow-backend --rate 200 --duration 200ms --warmup 100ms
+            --rounds 1 --no-progress --json ${JSON}
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 150)
+  message(STATUS "${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "lbkit-bench --scenario slow-backend exited with ${rc}\n${err}")
+  endif()
+  file(READ ${JSON} json)
+  foreach(experiment 0 1)
+    string(JSON n LENGTH "${json}" experiments ${experiment} channels)
+    string(JSON name GET "${json}" experiments ${experiment} experiment)
+    # Every channel of the experiment, the policies of issue 9 included.
+    if(name STREQUAL "slow" AND NOT n EQUAL 5 OR name STREQUAL "failing" AND NOT n EQUAL 3)
+      message(FATAL_ERROR "${JSON}: experiment ${name} has ${n} channels\n${err}")
+    endif()
+    math(EXPR last "${n} - 1")
+    foreach(i RANGE ${last})
+      foreach(field calls watched_share mean_ms p50_ms p90_ms p99_ms p999_ms share_ratio
+                    mean_ratio p90_ratio)
+        string(JSON value ERROR_VARIABLE error GET "${json}" experiments ${experiment} channels
+               ${i} ${field})
+        if(error)
+          message(FATAL_ERROR "${JSON}: ${name} channel ${i} has no ${field}: ${error}")
+        endif()
+      endforeach()
+    endforeach()
+  endforeach()
+  execute_process(
+    COMMAND ${BENCH} --scenario ring-hash-movement --endpoints 4,100 --keys 2000 --json ${JSON}
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 60)
+  message(STATUS "${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "lbkit-bench --scenario ring-hash-movement exited with ${rc}\n${err}")
+  endif()
+  file(READ ${JSON} json)
+  string(JSON n LENGTH "${json}" results)
+  if(NOT n EQUAL 2)
+    message(FATAL_ERROR "${JSON}: ${n} results, expected 2")
+  endif()
+  message(STATUS "lbkit-bench scenarios ran and wrote every experiment and row")
   return()
 endif()
 

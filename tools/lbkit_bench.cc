@@ -24,6 +24,8 @@
 //   lbkit-bench                                  # everything, ~4 minutes
 //   lbkit-bench --workloads sync --threads 1 --duration 500ms --rounds 3
 //   lbkit-bench --json results.json
+//   lbkit-bench --scenario slow-backend         # tools/slow_backend.cc
+//   lbkit-bench --scenario ring-hash-movement   # tools/ring_hash_movement.cc
 //
 // Run with --help for every flag.
 #include <sys/resource.h>
@@ -54,9 +56,11 @@
 #include <lbkit/lbkit.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_util.h"
 #include "custom_round_robin.h"
 #include "echo.grpc.pb.h"
 #include "echo_service.h"
+#include "scenarios.h"
 
 namespace {
 
@@ -64,6 +68,15 @@ using Clock = std::chrono::steady_clock;
 using grpc::examples::echo::Echo;
 using grpc::examples::echo::EchoRequest;
 using grpc::examples::echo::EchoResponse;
+using lbkit_bench::FlagWalker;
+using lbkit_bench::FormatDuration;
+using lbkit_bench::Median;
+using lbkit_bench::ParseDuration;
+using lbkit_bench::ParseInt;
+using lbkit_bench::ParseNames;
+using lbkit_bench::PercentileUs;
+using lbkit_bench::SplitList;
+using lbkit_bench::UsageError;
 
 constexpr const char* kRoundRobinConfig = R"({"loadBalancingConfig":[{"round_robin":{}}]})";
 constexpr const char* kCustomConfig =
@@ -122,99 +135,21 @@ C++'s native one, round by round (A B C D A B C D ...).
   --json FILE         also write the results as JSON to FILE
   --no-progress       no progress line on stderr
   --help              this text
+
+Other scenarios (each with its own --help):
+  --scenario slow-backend        4 backends, one slow or failing, an open-loop
+                                 load: native round_robin against lbkit's policies
+  --scenario ring-hash-movement  the share of keys ring_hash moves when one of
+                                 N backends goes
 )";
-
-class UsageError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-std::vector<std::string> SplitList(const std::string& value) {
-  std::vector<std::string> out;
-  std::stringstream in(value);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-int ParseInt(const std::string& flag, const std::string& value, int min, int max) {
-  char* end = nullptr;
-  errno = 0;
-  long parsed = std::strtol(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || errno != 0 || parsed < min || parsed > max) {
-    throw UsageError(flag + ": expected a whole number from " + std::to_string(min) + " to " +
-                     std::to_string(max) + ", got \"" + value + "\"");
-  }
-  return static_cast<int>(parsed);
-}
-
-// "2s", "200ms", "1.5s", "500us", "1m"; a bare number is seconds.
-std::chrono::nanoseconds ParseDuration(const std::string& flag, const std::string& value,
-                                       bool allow_zero) {
-  char* end = nullptr;
-  double number = std::strtod(value.c_str(), &end);
-  std::string unit = end;
-  double scale = 0;
-  if (unit.empty() || unit == "s") {
-    scale = 1e9;
-  } else if (unit == "ms") {
-    scale = 1e6;
-  } else if (unit == "us") {
-    scale = 1e3;
-  } else if (unit == "m") {
-    scale = 60e9;
-  }
-  double nanos = number * scale;
-  if (value.empty() || end == value.c_str() || scale == 0 || !(nanos >= 0) ||
-      (!allow_zero && nanos < 1e6) || nanos > 3600e9) {
-    throw UsageError(flag + ": expected a duration such as 2s, 200ms or 1.5s" +
-                     std::string(allow_zero ? "" : " (at least 1ms)") + ", got \"" + value + "\"");
-  }
-  return std::chrono::nanoseconds(static_cast<int64_t>(nanos));
-}
-
-std::vector<std::string> ParseNames(const std::string& flag, const std::string& value,
-                                    const std::vector<std::string>& allowed) {
-  std::vector<std::string> names = SplitList(value);
-  if (names.empty()) throw UsageError(flag + ": empty list");
-  std::vector<std::string> ordered;  // in the canonical order, without repeats
-  for (const std::string& name : names) {
-    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-      std::string choices;
-      for (const std::string& a : allowed) choices += (choices.empty() ? "" : ", ") + a;
-      throw UsageError(flag + ": unknown name \"" + name + "\" (choose from " + choices + ")");
-    }
-  }
-  for (const std::string& a : allowed) {
-    if (std::find(names.begin(), names.end(), a) != names.end()) ordered.push_back(a);
-  }
-  return ordered;
-}
 
 Flags ParseFlags(int argc, char** argv) {
   Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    std::string name = arg;
-    std::string value;
-    bool has_value = false;
-    size_t eq = arg.find('=');
-    if (arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    auto take = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) throw UsageError(name + ": missing value");
-      return argv[++i];
-    };
-    if (name == "--help" || name == "-h") {
-      std::cout << kUsage;
-      std::exit(0);
-    } else if (name == "--no-progress") {
+  FlagWalker walker(argc, argv, 1, kUsage);
+  while (walker.Next()) {
+    const std::string& name = walker.name();
+    auto take = [&] { return walker.Value(); };
+    if (name == "--no-progress") {
       flags.progress = false;
     } else if (name == "--rotate") {
       flags.rotate = true;
@@ -247,7 +182,7 @@ Flags ParseFlags(int argc, char** argv) {
       flags.json_path = take();
       if (flags.json_path.empty()) throw UsageError("--json: empty file name");
     } else {
-      throw UsageError("unknown flag \"" + arg + "\"");
+      walker.Unknown();
     }
   }
   bool custom = std::find(flags.channels.begin(), flags.channels.end(),
@@ -332,15 +267,6 @@ struct RoundResult {
   uint64_t completed = 0;      // calls finished while the workers ran, window or not
   double cpu_us_per_call = 0;  // CPU time of the whole process (client and backends) per call
 };
-
-// Nearest-rank percentile of `v` (reorders it).
-double PercentileUs(std::vector<uint32_t>& v, double q) {
-  if (v.empty()) return 0;
-  size_t rank = static_cast<size_t>(q * static_cast<double>(v.size()));
-  if (rank >= v.size()) rank = v.size() - 1;
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(rank), v.end());
-  return v[rank] / 1000.0;
-}
 
 RoundResult Summarize(std::vector<Samples>& workers, std::chrono::nanoseconds duration) {
   RoundResult r;
@@ -777,13 +703,6 @@ RoundResult RunCase(const Case& c, BenchChannel& ch, const EchoRequest& request,
   return r;
 }
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 // One progress line on stderr, rewritten in place.
 class Progress {
  public:
@@ -807,18 +726,6 @@ class Progress {
   bool enabled_;
   size_t width_ = 0;
 };
-
-// "250ms", "2s", "1.5s".
-std::string FormatDuration(std::chrono::nanoseconds d) {
-  char buf[32];
-  double ms = std::chrono::duration<double, std::milli>(d).count();
-  if (ms < 1000) {
-    std::snprintf(buf, sizeof buf, "%gms", ms);
-  } else {
-    std::snprintf(buf, sizeof buf, "%gs", ms / 1000);
-  }
-  return buf;
-}
 
 std::string FormatSeconds(double seconds) {
   long s = static_cast<long>(seconds + 0.5);
@@ -1067,6 +974,9 @@ int Run(const Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]).rfind("--scenario", 0) == 0) {
+    return lbkit_bench::RunScenario(argc, argv);
+  }
   Flags flags;
   try {
     flags = ParseFlags(argc, argv);

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Reproduces docs/performance.md: builds Release in build-bench/, runs
-# lbkit-pick-benchmark and then lbkit-bench (about 5 minutes in all on 2
-# cores), and writes text and JSON results to build-bench/results/.
+# lbkit-pick-benchmark, lbkit-bench, and lbkit-bench's slow-backend and
+# ring-hash-movement scenarios (about 12 minutes in all on 2 cores), and
+# writes text and JSON results to build-bench/results/.
 #
 #   bash tools/run-benchmarks.sh                      # everything, defaults
 #   bash tools/run-benchmarks.sh --rounds 9           # extra flags go to lbkit-bench
 #   PICK_ARGS="--benchmark_filter=BM_Pick" bash tools/run-benchmarks.sh
+#   SLOW_ARGS="--rate 1000" bash tools/run-benchmarks.sh   # flags for slow-backend
+#   ONLY=slow-backend bash tools/run-benchmarks.sh     # one part: pick, bench,
+#                                                      # slow-backend, ring-hash-movement
 #
 # The machine should be otherwise idle: the numbers compare lbkit with gRPC's
 # own channel round by round, but a busy neighbour still widens the spread.
@@ -25,13 +29,32 @@ mkdir -p "$out"
   echo "lbkit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with local changes)')"
 } | tee "$out/environment.txt"
 
-echo "== lbkit-pick-benchmark -> $out/pick-benchmark.{txt,json}"
-# Three repetitions, medians shown (every repetition is in the JSON).
-# shellcheck disable=SC2086  # PICK_ARGS is a list of flags
-build-bench/tools/lbkit-pick-benchmark --benchmark_out="$out/pick-benchmark.json" \
-  --benchmark_out_format=json --benchmark_repetitions=3 --benchmark_display_aggregates_only=true \
-  ${PICK_ARGS:-} | tee "$out/pick-benchmark.txt" | grep -v -E '_(mean|stddev|cv) '
+want() { [[ -z "${ONLY:-}" || "$ONLY" == "$1" ]]; }
 
-echo "== lbkit-bench -> $out/lbkit-bench.{txt,json}"
-build-bench/tools/lbkit-bench --json "$out/lbkit-bench.json" "$@" | tee "$out/lbkit-bench.txt"
+if want pick; then
+  echo "== lbkit-pick-benchmark -> $out/pick-benchmark.{txt,json}"
+  # Three repetitions, medians shown (every repetition is in the JSON).
+  # shellcheck disable=SC2086  # PICK_ARGS is a list of flags
+  build-bench/tools/lbkit-pick-benchmark --benchmark_out="$out/pick-benchmark.json" \
+    --benchmark_out_format=json --benchmark_repetitions=3 --benchmark_display_aggregates_only=true \
+    ${PICK_ARGS:-} | tee "$out/pick-benchmark.txt" | grep -v -E '_(mean|stddev|cv) '
+fi
+
+if want bench; then
+  echo "== lbkit-bench -> $out/lbkit-bench.{txt,json}"
+  build-bench/tools/lbkit-bench --json "$out/lbkit-bench.json" "$@" | tee "$out/lbkit-bench.txt"
+fi
+
+if want slow-backend; then
+  echo "== lbkit-bench --scenario slow-backend -> $out/slow-backend.{txt,json}"
+  # shellcheck disable=SC2086  # SLOW_ARGS is a list of flags
+  build-bench/tools/lbkit-bench --scenario slow-backend --no-progress \
+    --json "$out/slow-backend.json" ${SLOW_ARGS:-} | tee "$out/slow-backend.txt"
+fi
+
+if want ring-hash-movement; then
+  echo "== lbkit-bench --scenario ring-hash-movement -> $out/ring-hash-movement.{txt,json}"
+  build-bench/tools/lbkit-bench --scenario ring-hash-movement \
+    --json "$out/ring-hash-movement.json" | tee "$out/ring-hash-movement.txt"
+fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/environment.txt"
