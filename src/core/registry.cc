@@ -9,6 +9,7 @@
 #include "core/shown_text.h"
 #include "lbkit/resolver.h"
 #include "policies/least_request.h"
+#include "policies/outlier_detection.h"
 #include "policies/pick_first.h"
 #include "policies/random.h"
 #include "policies/ring_hash.h"
@@ -61,6 +62,8 @@ Registry<BalancerBuilder>& Balancers() {
     r->Add(least_request->name(), least_request, /*replace=*/false);
     auto ring_hash = internal::MakeRingHashBuilder();
     r->Add(ring_hash->name(), ring_hash, /*replace=*/false);
+    auto outlier_detection = internal::MakeOutlierDetectionBuilder();
+    r->Add(outlier_detection->name(), outlier_detection, /*replace=*/false);
     return r;
   }();
   return *registry;
