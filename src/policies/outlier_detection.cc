@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 #include <tuple>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -190,35 +191,61 @@ grpc::Status ParseOutlierDetectionConfig(const nlohmann::json& json,
 
 // A50's call counter: calls end into the active bucket; each interval the
 // sweep empties the other one and swaps, and reads the one just retired.
-struct CallCounter {
-  struct Bucket {
-    std::atomic<uint64_t> successes{0};
-    std::atomic<uint64_t> failures{0};
-  };
-  Bucket buckets[2];
-  std::atomic<Bucket*> active{&buckets[0]};
-
-  void Count(bool success) {
-    Bucket* bucket = active.load(std::memory_order_acquire);
-    (success ? bucket->successes : bucket->failures).fetch_add(1, std::memory_order_relaxed);
+//
+// Reference-counted by hand, as least_request's InFlightCounter is: a pick
+// takes a reference that its done-callback releases, so the callback captures
+// a raw pointer (which std::function keeps inline: no allocation per call)
+// and the counter outlives every call picked for its endpoint.
+class CallCounter {
+ public:
+  // A new counter, held by the returned pointer (and its copies).
+  static std::shared_ptr<CallCounter> Create() {
+    return std::shared_ptr<CallCounter>(new CallCounter(), [](CallCounter* c) { c->Unref(); });
   }
-  // Serializer only: starts a new interval and returns the last one's counts.
+
+  // Any thread. A pick: EndCall() must follow exactly once.
+  void StartCall() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  // Any thread: the call's end. `counted` false for a call that never
+  // reached the backend. May destroy the counter.
+  void EndCall(bool counted, bool success) {
+    if (counted) {
+      Bucket* bucket = active_.load(std::memory_order_acquire);
+      (success ? bucket->successes : bucket->failures).fetch_add(1, std::memory_order_relaxed);
+    }
+    Unref();
+  }
+  // Serializer only: starts a new interval and returns the last one's
+  // (successes, failures).
   std::pair<uint64_t, uint64_t> Swap() {
-    Bucket* retired = active.load(std::memory_order_relaxed);
-    Bucket* next = retired == &buckets[0] ? &buckets[1] : &buckets[0];
+    Bucket* retired = active_.load(std::memory_order_relaxed);
+    Bucket* next = retired == &buckets_[0] ? &buckets_[1] : &buckets_[0];
     next->successes.store(0, std::memory_order_relaxed);
     next->failures.store(0, std::memory_order_relaxed);
-    active.store(next, std::memory_order_release);
+    active_.store(next, std::memory_order_release);
     return {retired->successes.load(std::memory_order_relaxed),
             retired->failures.load(std::memory_order_relaxed)};
   }
   // Serializer only: forgets everything (a new timer start, A50).
   void Reset() {
-    for (Bucket& bucket : buckets) {
+    for (Bucket& bucket : buckets_) {
       bucket.successes.store(0, std::memory_order_relaxed);
       bucket.failures.store(0, std::memory_order_relaxed);
     }
   }
+
+ private:
+  struct Bucket {
+    std::atomic<uint64_t> successes{0};
+    std::atomic<uint64_t> failures{0};
+  };
+  CallCounter() = default;
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  Bucket buckets_[2];
+  std::atomic<Bucket*> active_{&buckets_[0]};
+  std::atomic<uint64_t> refs_{1};
 };
 
 // A pick lbkit did not use, or a call that ended before it was sent, never
@@ -275,7 +302,6 @@ class OdSubchannel final : public ForwardingSubchannel {
 
   // Any thread. Null for a subchannel no endpoint lists: not counted.
   CallCounter* counter() const { return counter_.get(); }
-  const std::shared_ptr<CallCounter>& shared_counter() const { return counter_; }
   const Owner* owner() const { return owner_; }
 
  private:
@@ -308,15 +334,17 @@ class OdPicker final : public Picker {
     }
     const OdSubchannel* mine = Find(result.subchannel());
     if (mine == nullptr || mine->counter() == nullptr) return result;
+    CallCounter* counter = mine->counter();
+    counter->StartCall();
     CallDoneCallback& done = result.on_done();
     if (!done) {
-      // A shared_ptr alone fits std::function's inline buffer: no allocation.
-      done = [counter = mine->shared_counter()](const CallDoneInfo& info) {
-        if (ReachedBackend(info.status())) counter->Count(info.status().ok());
+      // A raw pointer: std::function keeps it inline, no allocation.
+      done = [counter](const CallDoneInfo& info) {
+        counter->EndCall(ReachedBackend(info.status()), info.status().ok());
       };
     } else {
-      done = [counter = mine->shared_counter(), inner = std::move(done)](const CallDoneInfo& info) {
-        if (ReachedBackend(info.status())) counter->Count(info.status().ok());
+      done = [counter, inner = std::move(done)](const CallDoneInfo& info) {
+        counter->EndCall(ReachedBackend(info.status()), info.status().ok());
         inner(info);
       };
     }
@@ -326,6 +354,13 @@ class OdPicker final : public Picker {
  private:
   // This instance's wrapper, through any wrappers a descendant policy added.
   const OdSubchannel* Find(Subchannel* subchannel) const {
+    // The usual case, the child returning our wrapper, costs a type
+    // comparison (a pointer compare for this file-local type), not a
+    // dynamic_cast.
+    if (typeid(*subchannel) == typeid(OdSubchannel)) {
+      auto* od = static_cast<OdSubchannel*>(subchannel);
+      if (od->owner() == owner_) return od;
+    }
     while (subchannel != nullptr) {
       auto* forwarding = dynamic_cast<ForwardingSubchannel*>(subchannel);
       if (forwarding == nullptr) return nullptr;
@@ -403,7 +438,7 @@ class OutlierDetection final : public Balancer {
  private:
   // What OD keeps of one endpoint.
   struct EndpointState {
-    std::shared_ptr<CallCounter> counter = std::make_shared<CallCounter>();
+    std::shared_ptr<CallCounter> counter = CallCounter::Create();
     std::optional<Clock::time_point> ejected_at;  // set while ejected
     uint32_t multiplier = 0;
     std::vector<std::weak_ptr<OdSubchannel>> subchannels;

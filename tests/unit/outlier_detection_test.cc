@@ -188,6 +188,15 @@ class Recorder final : public lbkit::Balancer {
     return grpc::Status::OK;
   }
   void ResolverError(const grpc::Status&) override {}
+  // A test hook: drops every subchannel and creates them afresh.
+  void ExitIdle() override {
+    std::vector<std::string> addresses;
+    for (const auto& [address, subchannel] : subchannels_) addresses.push_back(address);
+    subchannels_.clear();
+    lbkit::BalancerUpdate update;
+    for (const std::string& address : addresses) update.endpoints.push_back({{address}});
+    UpdateResolverState(update);
+  }
 
  private:
   void Publish() {
@@ -465,6 +474,25 @@ TEST_F(OutlierDetectionTest, TheChildSeesTransientFailureWhileEjectedAndTheRealS
   helper.AdvanceTime(seconds(3));
   EXPECT_EQ(RecordedStates(), (std::vector<std::string>{"b:1 IDLE", "b:2 READY"}));
   EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:2"}));
+}
+
+TEST_F(OutlierDetectionTest, ASubchannelCreatedForAnEjectedEndpointStartsEjected) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecorderBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
+  Start({"a:1", "b:1"}, std::string(kFast) + R"(,"childPolicy":[{"od_test_recorder":{}}])");
+  Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
+  od_->helper().AdvanceTime(seconds(1));
+  ASSERT_TRUE(Ejected("b:1"));
+  od_->policy()->ExitIdle();  // the recorder creates both subchannels again
+  RecordedStates().clear();
+  od_->helper().RunPosted();
+  EXPECT_EQ(RecordedStates(), std::vector<std::string>{"b:1 TRANSIENT_FAILURE"});
+  od_->helper().subchannel("b:1")->SetState(ConnectivityState::kReady);
+  od_->helper().subchannel("a:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(Reached(), std::set<std::string>{"a:1"});
+  od_->helper().AdvanceTime(seconds(3));
+  EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1"})) << "and is un-ejected on time";
 }
 
 TEST_F(OutlierDetectionTest, ARemovedEndpointForgetsItsEjection) {
