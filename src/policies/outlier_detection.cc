@@ -504,7 +504,13 @@ class OutlierDetection final : public Balancer {
                                        endpoint != nullptr ? endpoint->counter : nullptr, &owner_);
     *slot = wrapper;
     if (endpoint != nullptr) {
-      endpoint->subchannels.push_back(wrapper);
+      // Released wrappers are forgotten here too, so that a child that
+      // keeps replacing its subchannels does not grow the list.
+      auto& list = endpoint->subchannels;
+      list.erase(
+          std::remove_if(list.begin(), list.end(), [](const auto& w) { return w.expired(); }),
+          list.end());
+      list.push_back(wrapper);
       if (endpoint->ejected_at.has_value()) {
         // Ejected already: the child hears so once it has the subchannel.
         helper_->Post([weak = std::weak_ptr<OdSubchannel>(wrapper)] {
