@@ -15,7 +15,9 @@
 //   BM_PickDone/<policy>/<endpoints>/threads:<n>
 //       Pick() and then the pick's done-callback, as every call does:
 //       least_request raises a count at the pick and lowers it at the end;
-//       weighted_round_robin holds its endpoint's weight for the call.
+//       weighted_round_robin holds its endpoint's weight for the call;
+//       outlier_detection (over round_robin, failurePercentageEjection on)
+//       counts the call's end for the picked endpoint.
 //       round_robin is the baseline (it attaches no callback).
 //   BM_RingHashPick/{header,random}/<endpoints>/threads:<n>
 //       ring_hash's Pick() with every endpoint READY: `header`, calls
@@ -374,9 +376,16 @@ std::unique_ptr<PickFixture> BuildFixture(const std::string& name, int n) {
   } else {
     auto helper = std::make_unique<BenchHelper>(/*ready_on_create=*/true);
     fixture->balancer = lbkit::FindBalancer(policy)->Build(helper.get());
-    update.config = policy == "custom_round_robin"
-                        ? ParseConfig(policy, nlohmann::json{{"chooseSecond", 3u}})
-                        : ParseConfig(policy, nlohmann::json::object());
+    if (policy == "custom_round_robin") {
+      update.config = ParseConfig(policy, nlohmann::json{{"chooseSecond", 3u}});
+    } else if (policy == "outlier_detection") {
+      // Counting on (an algorithm set), over round_robin: every pick gets
+      // the done-callback that counts the call's end.
+      update.config = ParseConfig(policy, nlohmann::json::parse(R"({"failurePercentageEjection":{},
+                                            "childPolicy":[{"round_robin":{}}]})"));
+    } else {
+      update.config = ParseConfig(policy, nlohmann::json::object());
+    }
     fixture->balancer->UpdateResolverState(std::move(update));
     if (helper->state() != ConnectivityState::kReady) std::abort();
     fixture->picker = helper->picker();
@@ -393,7 +402,8 @@ std::unique_ptr<PickFixture> BuildFixture(const std::string& name, int n) {
     seen.insert(result.subchannel()->address());
     if (result.on_done()) result.on_done()(lbkit::CallDoneInfo(grpc::Status::OK));
   }
-  size_t expected = policy == "round_robin"  ? static_cast<size_t>(n)
+  size_t expected = policy == "round_robin" || policy == "outlier_detection"
+                        ? static_cast<size_t>(n)
                     : policy == "pick_first" ? 1
                                              : 2;
   if (random ? seen.size() < 2 : seen.size() != expected) {
@@ -482,6 +492,15 @@ BENCHMARK_CAPTURE(BM_PickDone, weighted_round_robin, "weighted_round_robin")
     ->Threads(1)
     ->Threads(2);
 BENCHMARK_CAPTURE(BM_PickDone, weighted_round_robin_even, "weighted_round_robin_even")
+    ->Arg(2)
+    ->Arg(100)
+    ->Arg(10000)
+    ->Threads(1)
+    ->Threads(2);
+// outlier_detection over round_robin: the child's pick, finding the
+// endpoint's counter on the wrapper, a done-callback, and one atomic add at
+// the call's end.
+BENCHMARK_CAPTURE(BM_PickDone, outlier_detection, "outlier_detection")
     ->Arg(2)
     ->Arg(100)
     ->Arg(10000)

@@ -44,7 +44,8 @@ namespace lbkit {
 
 namespace internal {
 class SubchannelImpl;
-}
+struct SubchannelAccess;
+}  // namespace internal
 namespace testing {
 class FakeSubchannel;
 }
@@ -56,6 +57,10 @@ class FakeSubchannel;
 // Methods other than address() must be called on the work serializer.
 // Destroying the last reference, or Shutdown(), closes the connection once the
 // calls on it finish.
+//
+// A policy that must see or change what its child sees of a subchannel
+// (outlier_detection makes an ejected one look TRANSIENT_FAILURE) hands the
+// child a ForwardingSubchannel instead of the one its own Helper created.
 class Subchannel {
  public:
   virtual ~Subchannel() = default;
@@ -76,7 +81,51 @@ class Subchannel {
  private:
   friend class internal::SubchannelImpl;
   friend class testing::FakeSubchannel;
-  Subchannel() = default;  // only lbkit (and its testing kit) creates subchannels
+  friend class ForwardingSubchannel;
+  friend struct internal::SubchannelAccess;
+  // Only lbkit (and its testing kit) creates subchannels; policies wrap them.
+  Subchannel() : innermost_(this) {}
+  explicit Subchannel(Subchannel* innermost) : innermost_(innermost) {}
+
+  // The subchannel lbkit created that this one is, or wraps (through any
+  // number of ForwardingSubchannels): a call picked on a wrapper goes to this
+  // connection, with no virtual call or cast on the way.
+  Subchannel* const innermost_;
+};
+
+// A Subchannel that wraps another one, for parent policies that stand between
+// their child and the subchannels the child creates: override
+// Helper::CreateSubchannel in the helper you give the child (a ChildBalancer's
+// parent) and return a subclass of this.
+//
+// Every method forwards to the wrapped subchannel; override the ones whose
+// answer you change (state(), to show the child another state) and call the
+// base for the rest. A call whose pick returns the wrapper goes to the wrapped
+// subchannel's connection: what the wrapper says of state() does not change
+// where calls go, only what the policy that holds it believes.
+//
+// The wrapper holds the wrapped subchannel alive for its own lifetime (so a
+// picker holding the wrapper holds the connection). Thread-safety as for
+// Subchannel: address() is thread-safe, the rest is for the work serializer.
+// Destroying the wrapper does not shut the wrapped subchannel down; its
+// creator decides that (Shutdown() here forwards, as everything else does).
+class ForwardingSubchannel : public Subchannel {
+ public:
+  // `wrapped` must not be null (throws std::invalid_argument if it is).
+  explicit ForwardingSubchannel(std::shared_ptr<Subchannel> wrapped);
+  ~ForwardingSubchannel() override;
+
+  const std::string& address() const override { return wrapped_->address(); }
+  ConnectivityState state() const override { return wrapped_->state(); }
+  void RequestConnection() override { wrapped_->RequestConnection(); }
+  void ResetBackoff() override { wrapped_->ResetBackoff(); }
+  void Shutdown() override { wrapped_->Shutdown(); }
+
+  // The subchannel this one forwards to. Never null.
+  const std::shared_ptr<Subchannel>& wrapped() const { return wrapped_; }
+
+ private:
+  const std::shared_ptr<Subchannel> wrapped_;
 };
 
 // Receives a subchannel's state, on the work serializer, each time it
@@ -128,6 +177,13 @@ class Helper {
   virtual void Post(std::function<void()> fn) = 0;
   // The channel's target, for logs.
   virtual const std::string& target() const = 0;
+  // The time StartTimer measures delays against: steady_clock::now() in a
+  // channel; the fake clock in the testing kit. Policies that compare times
+  // (outlier_detection's ejection times) read it here so that tests can move
+  // it. Helpers that forward to a parent should forward this too.
+  virtual std::chrono::steady_clock::time_point Now() const {
+    return std::chrono::steady_clock::now();
+  }
 };
 
 // A policy's parsed config. Policies derive their own.

@@ -72,6 +72,7 @@ class ChildHelper final : public Helper {
   }
 
   const std::string& target() const override { return parent_->target(); }
+  std::chrono::steady_clock::time_point Now() const override { return parent_->Now(); }
 
   // Serializer only: no more callbacks from here on.
   void Disable() { *alive_ = false; }

@@ -370,7 +370,9 @@ void ClientConn::PickQueued(const Picker& picker) {
     bool threw = false;
     PickResult result = GuardedPick(picker, call->args(), &threw);
     if (result.kind() == PickResult::Kind::kComplete && result.subchannel() != nullptr) {
-      auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
+      // Through any ForwardingSubchannel to the connection it wraps.
+      auto* subchannel =
+          static_cast<SubchannelImpl*>(SubchannelAccess::Innermost(*result.subchannel()));
       if (subchannel->connected()) {
         if (result.metadata() != nullptr) {
           grpc::Status checked = CheckPickMetadata(*result.metadata());
@@ -508,12 +510,14 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
     PickResult result = GuardedPick(*picker.get(), args, &threw);
     switch (result.kind()) {
       case PickResult::Kind::kComplete: {
-        auto* subchannel = static_cast<SubchannelImpl*>(result.subchannel());
-        if (subchannel == nullptr) {
+        if (result.subchannel() == nullptr) {
           failure.emplace(grpc::StatusCode::INTERNAL,
                           "lbkit: picker completed a pick without a subchannel");
           break;
         }
+        // Through any ForwardingSubchannel to the connection it wraps.
+        auto* subchannel =
+            static_cast<SubchannelImpl*>(SubchannelAccess::Innermost(*result.subchannel()));
         if (subchannel->connected()) {
           if (result.metadata() != nullptr) {
             grpc::Status checked = CheckPickMetadata(*result.metadata());

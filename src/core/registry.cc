@@ -9,6 +9,7 @@
 #include "core/shown_text.h"
 #include "lbkit/resolver.h"
 #include "policies/least_request.h"
+#include "policies/outlier_detection.h"
 #include "policies/pick_first.h"
 #include "policies/random.h"
 #include "policies/ring_hash.h"
@@ -64,6 +65,8 @@ Registry<BalancerBuilder>& Balancers() {
     r->Add(ring_hash->name(), ring_hash, /*replace=*/false);
     auto weighted_round_robin = internal::MakeWeightedRoundRobinBuilder();
     r->Add(weighted_round_robin->name(), weighted_round_robin, /*replace=*/false);
+    auto outlier_detection = internal::MakeOutlierDetectionBuilder();
+    r->Add(outlier_detection->name(), outlier_detection, /*replace=*/false);
     return r;
   }();
   return *registry;

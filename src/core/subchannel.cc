@@ -7,6 +7,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -425,4 +426,25 @@ std::unique_ptr<grpc::GenericClientAsyncReaderWriter> SubchannelImpl::StartGener
 }
 
 }  // namespace internal
+}  // namespace lbkit
+
+namespace lbkit {
+
+namespace {
+// Checked before the base is built from it: a null one is the caller's bug,
+// reported as a throw (which a policy's ChildBalancer catches) instead of a
+// crash on the channel's thread.
+Subchannel& Checked(const std::shared_ptr<Subchannel>& wrapped) {
+  if (wrapped == nullptr) {
+    throw std::invalid_argument("lbkit::ForwardingSubchannel: the wrapped subchannel is null");
+  }
+  return *wrapped;
+}
+}  // namespace
+
+ForwardingSubchannel::ForwardingSubchannel(std::shared_ptr<Subchannel> wrapped)
+    : Subchannel(Checked(wrapped).innermost_), wrapped_(std::move(wrapped)) {}
+
+ForwardingSubchannel::~ForwardingSubchannel() = default;
+
 }  // namespace lbkit

@@ -22,6 +22,12 @@ namespace internal {
 
 class HealthWatch;
 
+// What lbkit's call path reads of a Subchannel: the connection a pick on it
+// (or on a ForwardingSubchannel around it) goes to.
+struct SubchannelAccess {
+  static Subchannel* Innermost(const Subchannel& subchannel) { return subchannel.innermost_; }
+};
+
 // The gRPC target for one lbkit address: "ipv4:1.2.3.4:80" for IPv4 literals,
 // "ipv6:[::1]:80" for IPv6 ones, "unix:..." as is, "dns:///host:port" for
 // names (gRPC resolves them; "localhost" gives both loopback families).

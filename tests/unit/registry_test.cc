@@ -77,7 +77,7 @@ TEST(RegisterBalancer, RefusesADuplicateNameAndKeepsTheFirst) {
 
 TEST(RegisterBalancer, RefusesToReplaceABuiltInImplicitly) {
   for (const char* name : {"pick_first", "round_robin", "random", "least_request", "ring_hash",
-                           "weighted_round_robin"}) {
+                           "weighted_round_robin", "outlier_detection"}) {
     auto builtin = lbkit::FindBalancer(name);
     ASSERT_NE(builtin, nullptr);
     grpc::Status status = lbkit::RegisterBalancer(std::make_shared<NamedBuilder>(name));

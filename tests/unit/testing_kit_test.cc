@@ -124,6 +124,50 @@ TEST(TestingKit, TimersFireInDeadlineOrderWhenTheClockAdvances) {
   EXPECT_EQ(helper.pending_timers(), 0u);
 }
 
+TEST(TestingKit, NowIsTheFakeClock) {
+  FakeHelper helper;
+  const auto start = helper.Now();
+  helper.AdvanceTime(milliseconds(1500));
+  EXPECT_EQ(helper.Now() - start, milliseconds(1500));
+  const lbkit::Helper& as_helper = helper;
+  EXPECT_EQ(as_helper.Now(), helper.Now()) << "what a policy reads through Helper";
+}
+
+// A picker that hands out one subchannel, for the wrapper test below.
+class OnePicker final : public lbkit::Picker {
+ public:
+  explicit OnePicker(std::shared_ptr<lbkit::Subchannel> subchannel)
+      : subchannel_(std::move(subchannel)) {}
+  lbkit::PickResult Pick(const lbkit::PickArgs&) const override {
+    return lbkit::PickResult::Complete(subchannel_.get());
+  }
+
+ private:
+  std::shared_ptr<lbkit::Subchannel> subchannel_;
+};
+
+TEST(TestingKit, AForwardingSubchannelOverAFakeOneForwardsAndPicksByAddress) {
+  FakeHelper helper;
+  std::vector<ConnectivityState> heard;
+  auto wrapper = std::make_shared<lbkit::ForwardingSubchannel>(helper.CreateSubchannel(
+      "a:1", [&](ConnectivityState state, const grpc::Status&) { heard.push_back(state); }));
+  auto fake = helper.subchannel("a:1");
+  ASSERT_NE(fake, nullptr);
+  EXPECT_EQ(wrapper->wrapped(), fake);
+  EXPECT_EQ(wrapper->address(), "a:1");
+  wrapper->RequestConnection();
+  EXPECT_EQ(fake->connection_requests(), 1);
+  wrapper->ResetBackoff();
+  EXPECT_EQ(fake->backoff_resets(), 1);
+  fake->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(wrapper->state(), ConnectivityState::kReady);
+  EXPECT_EQ(heard, std::vector<ConnectivityState>{ConnectivityState::kReady});
+  EXPECT_EQ(PickAddresses(OnePicker(wrapper), 2), (std::vector<std::string>{"a:1", "a:1"}));
+  wrapper->Shutdown();
+  EXPECT_TRUE(fake->is_shutdown());
+  EXPECT_THROW(lbkit::ForwardingSubchannel(nullptr), std::invalid_argument);
+}
+
 TEST(TestingKit, FireTimersRunsEveryPendingTimerButNotOneCancelledOnTheWay) {
   FakeHelper helper;
   int runs = 0;

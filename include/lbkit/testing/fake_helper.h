@@ -121,6 +121,11 @@ class FakeHelper final : public Helper {
   size_t pending_timers() const { return timers_.size(); }
   // The fake clock's time since the helper was created.
   std::chrono::milliseconds now() const { return now_; }
+  // Helper::Now(): the fake clock, as a steady_clock time point (its epoch
+  // plus now()), so that policies comparing times follow AdvanceTime.
+  std::chrono::steady_clock::time_point Now() const override {
+    return std::chrono::steady_clock::time_point() + now_;
+  }
 
   // Runs the callbacks given to Post so far (and those they post, in turn).
   void RunPosted();
