@@ -1,7 +1,6 @@
 #include "policies/weighted_round_robin.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -10,37 +9,10 @@
 #include <utility>
 
 #include "lbkit/endpoint_sharding.h"
+#include "policies/duration.h"
 
 namespace lbkit {
 namespace internal {
-
-std::optional<std::chrono::milliseconds> ParseJsonDuration(const std::string& text) {
-  // protobuf's Duration: at most 315,576,000,000 seconds either way.
-  constexpr int64_t kMaxSeconds = 315'576'000'000;
-  size_t i = 0;
-  const bool negative = !text.empty() && text[0] == '-';
-  if (negative) ++i;
-  int64_t seconds = 0;
-  size_t digits = 0;
-  for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i, ++digits) {
-    seconds = seconds * 10 + (text[i] - '0');
-    if (seconds > kMaxSeconds) return std::nullopt;
-  }
-  if (digits == 0) return std::nullopt;
-  int64_t nanos = 0;
-  if (i < text.size() && text[i] == '.') {
-    ++i;
-    size_t fraction = 0;
-    for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i, ++fraction) {
-      nanos = nanos * 10 + (text[i] - '0');
-    }
-    if (fraction == 0 || fraction > 9) return std::nullopt;
-    for (; fraction < 9; ++fraction) nanos *= 10;
-  }
-  if (i + 1 != text.size() || text[i] != 's') return std::nullopt;
-  const int64_t millis = seconds * 1000 + (nanos + 999'999) / 1'000'000;
-  return std::chrono::milliseconds(negative ? -millis : millis);
-}
 
 double ReportedWeight(const LoadReport& report, double error_utilization_penalty) {
   const double utilization =
@@ -345,21 +317,15 @@ grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
 
-// A Duration field (a string such as "10s" or "0.1s", not negative), if present.
-grpc::Status ParseDurationField(const nlohmann::json& json, const char* name,
-                                std::chrono::milliseconds* out) {
-  auto field = json.find(name);
-  if (field == json.end()) return grpc::Status::OK;
-  std::optional<std::chrono::milliseconds> value;
-  if (field->is_string()) value = ParseJsonDuration(field->get<std::string>());
-  if (!value || value->count() < 0) {
-    return Invalid(std::string(name) +
-                   " must be a non-negative duration in seconds, as a string such as \"10s\" or "
-                   "\"0.1s\", got " +
-                   field->dump());
-  }
-  *out = *value;
-  return grpc::Status::OK;
+// A Duration field, if present (policies/duration.h: protobuf's JSON form,
+// not negative, at most 100 years in effect), in milliseconds, a fraction of
+// a millisecond rounded up.
+grpc::Status ParseMillisecondsField(const nlohmann::json& json, const char* name,
+                                    std::chrono::milliseconds* out) {
+  std::chrono::nanoseconds value = *out;
+  grpc::Status status = ParseDurationField(json, name, &value);
+  if (status.ok()) *out = std::chrono::ceil<std::chrono::milliseconds>(value);
+  return status;
 }
 
 class WeightedRoundRobinBuilder final : public BalancerBuilder {
@@ -376,7 +342,7 @@ class WeightedRoundRobinBuilder final : public BalancerBuilder {
                              std::pair{"weightExpirationPeriod", &parsed->weight_expiration_period},
                              std::pair{"weightUpdatePeriod", &parsed->weight_update_period},
                              std::pair{"oobReportingPeriod", &oob_period}}) {
-      grpc::Status status = ParseDurationField(json, name, out);
+      grpc::Status status = ParseMillisecondsField(json, name, out);
       if (!status.ok()) return status;
     }
     parsed->weight_update_period =

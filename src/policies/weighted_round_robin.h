@@ -48,11 +48,6 @@ class WeightedRoundRobinConfig final : public BalancerConfig {
   double error_utilization_penalty = 1.0;                 // >= 0
 };
 
-// A protobuf JSON Duration ("10s", "0.1s", "-1.5s": digits, up to nine
-// fractional digits, then 's') in milliseconds, a fraction of a millisecond
-// rounded up. nullopt if `text` is not one or is beyond protobuf's range.
-std::optional<std::chrono::milliseconds> ParseJsonDuration(const std::string& text);
-
 // The weight A58 derives from one load report: qps / (utilization +
 // eps / qps * penalty), utilization being application_utilization when
 // positive, else cpu_utilization. 0 (no weight) when qps or utilization is

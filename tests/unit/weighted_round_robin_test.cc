@@ -81,6 +81,21 @@ TEST(WeightedRoundRobinConfig, BadDurationsAreRejectedNamingTheField) {
   }
 }
 
+// protobuf accepts up to 315,576,000,000 s; beyond 100 years a duration is
+// clamped (policies/duration.h), so that timer and clock arithmetic on it
+// cannot overflow.
+TEST(WeightedRoundRobinConfig, DurationsBeyondAHundredYearsAreClamped) {
+  constexpr milliseconds kHundredYears = std::chrono::hours(24 * 365 * 100);
+  WeightedRoundRobinConfig config;
+  grpc::Status status = Parse(R"({"blackoutPeriod":"315576000000s",
+      "weightExpirationPeriod":"10000000000s","weightUpdatePeriod":"10000000000.5s"})",
+                              &config);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(config.blackout_period, kHundredYears);
+  EXPECT_EQ(config.weight_expiration_period, kHundredYears);
+  EXPECT_EQ(config.weight_update_period, kHundredYears);
+}
+
 TEST(WeightedRoundRobinConfig, NegativeOrNonNumericPenaltyIsRejected) {
   for (const char* value : {"-0.5", "-1", "\"1\"", "true", "null", "[1]"}) {
     grpc::Status status = Parse(std::string(R"({"errorUtilizationPenalty":)") + value + "}");
@@ -177,6 +192,17 @@ class WeightedRoundRobinTest : public ::testing::Test {
   lbkit_test::PolicyUnderTest wrr_{"weighted_round_robin"};
   FakeHelper& helper_ = wrr_.helper();
 };
+
+TEST_F(WeightedRoundRobinTest, AHugeWeightUpdatePeriodNeverFiresItsTimer) {
+  Start({{"a:1", 1}, {"b:1", 1}}, R"({"weightUpdatePeriod":"10000000000s"})");
+  wrr_.AllReady();
+  const size_t published = helper_.states().size();
+  ASSERT_EQ(helper_.pending_timers(), 1u);
+  Advance(24 * 3600 * 1000);  // a day
+  EXPECT_EQ(helper_.states().size(), published) << "the weight update timer fired";
+  EXPECT_EQ(helper_.pending_timers(), 1u);
+  EXPECT_EQ(Spread(400), (std::map<std::string, int>{{"a:1", 200}, {"b:1", 200}}));
+}
 
 TEST_F(WeightedRoundRobinTest, QueuesWhileConnectingAndFailsOnceEveryEndpointFailed) {
   Start({{"a:1", 1}, {"b:1", 1}});
