@@ -104,7 +104,7 @@ EndpointWeight::EndpointWeight(std::pair<WeightSlot*, uint32_t> slot)
 
 EndpointWeight::~EndpointWeight() { WeightSlots::Get().Release(slot_); }
 
-double EndpointWeight::WeightAt(std::chrono::milliseconds now,
+double EndpointWeight::WeightAt(std::chrono::steady_clock::time_point now,
                                 const WeightedRoundRobinConfig& config) {
   // Take the latest report, if one came since the last look.
   uint64_t word = slot_->word_.load(std::memory_order_acquire);
@@ -237,7 +237,7 @@ class WeightedRoundRobin final : public Balancer {
     const bool restart =
         timer_ == nullptr || config->weight_update_period != config_->weight_update_period;
     config_ = std::move(config);
-    if (restart) StartTimer();  // what the cancelled timer had run of its period is not counted
+    if (restart) StartTimer();
     weights_.RetainOnly(update.endpoints);  // a removed endpoint's weight goes with it
     return sharding_.Update(update.endpoints);
   }
@@ -247,9 +247,7 @@ class WeightedRoundRobin final : public Balancer {
 
  private:
   void StartTimer() {
-    const std::chrono::milliseconds period = config_->weight_update_period;
-    timer_ = helper_->StartTimer(period, [this, period] {
-      now_ += period;
+    timer_ = helper_->StartTimer(config_->weight_update_period, [this] {
       StartTimer();
       Refresh();
     });
@@ -279,6 +277,7 @@ class WeightedRoundRobin final : public Balancer {
 
   std::shared_ptr<Picker> MakePicker(const std::vector<const EndpointSharding::Child*>& ready) {
     ++build_;
+    const std::chrono::steady_clock::time_point now = helper_->Now();
     std::vector<WeightedRoundRobinPicker::Entry> entries;
     std::vector<double> weights;
     entries.reserve(ready.size());
@@ -291,7 +290,7 @@ class WeightedRoundRobin final : public Balancer {
       if (weight->ready_build != 0 && weight->ready_build != build_ - 1) weight->ResetBlackout();
       weight->ready_build = build_;
       weight->set_error_utilization_penalty(config_->error_utilization_penalty);
-      weights.push_back(weight->WeightAt(now_, *config_));
+      weights.push_back(weight->WeightAt(now, *config_));
       entries.push_back({child->state.picker, weight->slot(), weight->generation()});
     }
     const uint64_t start = std::uniform_int_distribution<uint64_t>(0, entries.size() - 1)(rng_);
@@ -304,8 +303,7 @@ class WeightedRoundRobin final : public Balancer {
   // Before sharding_: its picker builder uses them.
   std::shared_ptr<const WeightedRoundRobinConfig> config_ =
       std::make_shared<WeightedRoundRobinConfig>();
-  std::chrono::milliseconds now_{0};  // policy time: the timer periods run so far
-  uint64_t build_ = 0;                // pickers built (or found nothing READY) so far
+  uint64_t build_ = 0;  // pickers built (or found nothing READY) so far
   std::mt19937_64 rng_{std::random_device{}()};
   EndpointMap<std::unique_ptr<EndpointWeight>> weights_;
   std::shared_ptr<WeightedRoundRobinPicker> last_;  // the last picker built

@@ -12,10 +12,12 @@
 // picker is plain round robin. The picker is A58's static stride scheduler:
 // one shared atomic sequence, no lock.
 //
-// Time, for blackout and expiration, is the policy's own count of its timer
-// periods: the Helper offers timers but no clock, and counting them keeps
-// the policy testable with FakeHelper::AdvanceTime. A late timer makes both
-// periods last longer, never shorter.
+// Time, for blackout and expiration, is Helper::Now(). A report is timed
+// when the serializer first sees it, at the next weight update (or picker
+// build) after it arrived, not when it arrived: the done-callback only
+// stores the weight, lock-free, and reads no clock. So a blackout or an
+// expiration runs up to one weightUpdatePeriod late, never early. (C-core
+// times a report on arrival, under a lock on the call's path.)
 //
 // Out-of-band reports (OpenRcaService/StreamCoreMetrics) are not implemented:
 // enableOobLoadReport: true is rejected.
@@ -78,7 +80,7 @@ class WeightSlot {
 };
 
 // One endpoint's weight, on the serializer: owns a WeightSlot (returned to
-// the table when destroyed) and times its reports in policy time.
+// the table when destroyed) and times its reports by Helper::Now().
 class EndpointWeight {
  public:
   EndpointWeight();
@@ -88,9 +90,10 @@ class EndpointWeight {
 
   WeightSlot* slot() const { return slot_; }
   uint32_t generation() const { return generation_; }
-  // What the scheduler should use at `now` (policy time), 0 for none. Notes
-  // a report that arrived since the last call as received at `now`.
-  double WeightAt(std::chrono::milliseconds now, const WeightedRoundRobinConfig& config);
+  // What the scheduler should use at `now`, 0 for none. Notes a report that
+  // arrived since the last call as received at `now`.
+  double WeightAt(std::chrono::steady_clock::time_point now,
+                  const WeightedRoundRobinConfig& config);
   // The endpoint (re)connected: a new blackout period starts with its next
   // report.
   void ResetBlackout() { non_empty_since_.reset(); }
@@ -109,8 +112,8 @@ class EndpointWeight {
   WeightSlot* const slot_;
   const uint32_t generation_;
   double weight_ = 0;
-  std::optional<std::chrono::milliseconds> non_empty_since_;
-  std::optional<std::chrono::milliseconds> last_update_;
+  std::optional<std::chrono::steady_clock::time_point> non_empty_since_;
+  std::optional<std::chrono::steady_clock::time_point> last_update_;
 };
 
 // A58's static stride scheduler over per-endpoint weights (0: none known).

@@ -3,9 +3,10 @@
 // expiration periods (on the fake clock), the mean weight for endpoints that
 // have not reported, the error penalty, and the stride scheduler.
 //
-// Policy time advances by weightUpdatePeriod at each timer tick, and a report
-// counts from the first tick after it arrives: with the default 1s period and
-// 10s blackout, a report sent at t=0 is seen at t=1s and used from t=11s.
+// Blackout and expiration are measured on Helper::Now() (the fake clock),
+// from when the policy first sees a report: at the first weight update after
+// it arrives. With the default 1s period and 10s blackout, a report sent at
+// t=0 is seen at t=1s and used from t=11s.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -280,6 +281,26 @@ TEST_F(WeightedRoundRobinTest, WeightsNotRefreshedWithinTheExpirationPeriodAreFo
   EXPECT_EQ(Spread(400), (std::map<std::string, int>{{"a:1", 200}, {"b:1", 200}}));
   // A fresh report counts again.
   ReportThreeToOne();
+  EXPECT_NEAR(Spread(4000)["a:1"], 3000, 40);
+}
+
+// Blackout is measured on the helper's clock, not by counting timer periods:
+// a weightUpdatePeriod changed half-way through a period loses no time.
+// (Counted in periods, the 0.5s before the change was lost, and at 3s the
+// blackout seemed to have run 1.5s only.)
+TEST_F(WeightedRoundRobinTest, TheBlackoutIsMeasuredOnTheHelpersClock) {
+  Start({{"a:1", 1}, {"b:1", 1}}, R"({"blackoutPeriod":"2s"})");
+  wrr_.AllReady();
+  ReportThreeToOne();  // seen at 1s
+  Advance(500);
+  auto slower = std::make_shared<WeightedRoundRobinConfig>();
+  ASSERT_TRUE(Parse(R"({"blackoutPeriod":"2s","weightUpdatePeriod":"1.5s"})", slower.get()).ok());
+  lbkit::BalancerUpdate update = wrr_.Update({{"a:1", 1}, {"b:1", 1}});
+  update.config = slower;
+  ASSERT_TRUE(wrr_.policy()->UpdateResolverState(update).ok());
+  Advance(1'499);
+  EXPECT_EQ(Spread(400), (std::map<std::string, int>{{"a:1", 200}, {"b:1", 200}}));
+  Advance(1);  // 3s: the next update, 2s after the reports were seen
   EXPECT_NEAR(Spread(4000)["a:1"], 3000, 40);
 }
 
