@@ -142,6 +142,9 @@ class WeightedRoundRobinPicker final : public Picker {
 
   // Whether `other` would pick the same way: same children, same weights.
   bool SameAs(const WeightedRoundRobinPicker& other) const;
+  // The endpoints picked among (for tests: which slot an endpoint's reports
+  // go to).
+  const std::vector<Entry>& entries() const { return entries_; }
 
  private:
   size_t Next() const;

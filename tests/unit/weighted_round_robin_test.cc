@@ -181,6 +181,21 @@ class WeightedRoundRobinTest : public ::testing::Test {
 
   void Advance(int ms) { helper_.AdvanceTime(milliseconds(ms)); }
 
+  // The slot the current picker sends `address`'s reports to, or null.
+  lbkit::internal::WeightSlot* SlotOf(const std::string& address) {
+    auto picker =
+        std::dynamic_pointer_cast<lbkit::internal::WeightedRoundRobinPicker>(wrr_.picker());
+    if (picker == nullptr) return nullptr;
+    for (const auto& entry : picker->entries()) {
+      lbkit::PickResult result = entry.child->Pick(call_.args());
+      if (result.kind() == lbkit::PickResult::Kind::kComplete &&
+          result.subchannel()->address() == address) {
+        return entry.slot;
+      }
+    }
+    return nullptr;
+  }
+
   // a reports three times b's weight (qps 300 and 100 at CPU 0.5), seen at
   // the next update, `ms` from now.
   void ReportThreeToOne(int ms = 1'000) {
@@ -373,9 +388,51 @@ TEST_F(WeightedRoundRobinTest, WeightsSurviveUpdatesAndGoWithRemovedEndpoints) {
   EXPECT_NEAR(count["c:1"], 2000, 60);
 }
 
-// a's weight lives in a slot of a process-wide table that d may reuse once a
-// is removed; the report of a call picked for a that ends afterwards must not
-// reach d. b 600, c 200, d the mean 400: shares 3:1:2 of 6,000.
+// The generation check, on the slot table itself: a slot released by a
+// removed endpoint and acquired by another keeps taking reports, but only
+// those of its new generation. Found by asking for slots until the released
+// one comes back, so the test does not depend on the free list's order.
+TEST(WeightedRoundRobinSlots, AReleasedSlotTakesOnlyItsNewGenerationsReports) {
+  using lbkit::internal::EndpointWeight;
+  WeightedRoundRobinConfig config;
+  config.blackout_period = milliseconds(0);
+  auto removed = std::make_unique<EndpointWeight>();
+  lbkit::internal::WeightSlot* const slot = removed->slot();
+  const uint32_t old_generation = removed->generation();
+  removed.reset();
+  std::vector<std::unique_ptr<EndpointWeight>> others;
+  std::unique_ptr<EndpointWeight> reused;
+  while (reused == nullptr && others.size() < 100'000) {
+    auto weight = std::make_unique<EndpointWeight>();
+    if (weight->slot() == slot) {
+      reused = std::move(weight);
+    } else {
+      others.push_back(std::move(weight));
+    }
+  }
+  ASSERT_NE(reused, nullptr) << "the released slot was never handed out again";
+  EXPECT_NE(reused->generation(), old_generation);
+
+  lbkit::LoadReport late;  // for the removed endpoint
+  late.qps = 1e6;
+  late.cpu_utilization = 0.01;
+  slot->Report(old_generation, late);
+  const auto now = std::chrono::steady_clock::time_point() + std::chrono::hours(1);
+  EXPECT_EQ(reused->WeightAt(now, config), 0) << "a report of the old generation was taken";
+  lbkit::LoadReport own;
+  own.qps = 100;
+  own.cpu_utilization = 0.5;
+  slot->Report(reused->generation(), own);
+  EXPECT_EQ(reused->WeightAt(now, config), 200);
+  slot->Report(old_generation, late);
+  EXPECT_EQ(reused->WeightAt(now, config), 200) << "a late report replaced the new one";
+}
+
+// The same through the policy. a's weight lives in a slot of a process-wide
+// table; d reuses it once a is removed (asserted through the internal API:
+// the free list's order alone would make this a test of nothing). The report
+// of a call picked for a that ends afterwards must not reach d. b 600, c 200,
+// d the mean 400: shares 3:1:2 of 6,000.
 TEST_F(WeightedRoundRobinTest, AReportForARemovedEndpointIsDropped) {
   Start({{"a:1", 1}, {"b:1", 1}, {"c:1", 1}}, R"({"blackoutPeriod":"0s"})");
   wrr_.AllReady();
@@ -389,9 +446,12 @@ TEST_F(WeightedRoundRobinTest, AReportForARemovedEndpointIsDropped) {
     }
   }
   ASSERT_NE(held.subchannel(), nullptr);
+  lbkit::internal::WeightSlot* const a_slot = SlotOf("a:1");
+  ASSERT_NE(a_slot, nullptr);
   ASSERT_TRUE(
       wrr_.policy()->UpdateResolverState(wrr_.Update({{"b:1", 1}, {"c:1", 1}, {"d:1", 1}})).ok());
   helper_.subchannel("d:1")->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(SlotOf("d:1"), a_slot) << "d did not reuse a's slot: nothing to check";
   lbkit::LoadReport huge;
   huge.qps = 1e6;
   huge.cpu_utilization = 0.01;
