@@ -13,6 +13,7 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -486,35 +487,52 @@ TEST_F(WeightedRoundRobinTest, CallsOutliveThePolicy) {
 // Picks and reports from two threads while the serializer (this thread)
 // runs weight updates: the pick path is atomics only, so this must neither
 // crash nor lose the weights (and is what a ThreadSanitizer build checks).
+// The workers take the newest picker for every pick, and report a's qps
+// changing (200, 300, 400 in turn), so weighted pickers (the stride loop) are
+// picked from while new ones are built. Nothing depends on speed: each worker
+// makes at least kPicks picks and goes on until the serializer has run
+// kUpdates weight updates; the serializer goes on until both are done.
 TEST_F(WeightedRoundRobinTest, PicksAndReportsFromManyThreadsDuringWeightUpdates) {
+  constexpr int kPicks = 20'000;
+  constexpr int kUpdates = 200;
   Start({{"a:1", 1}, {"b:1", 1}}, R"({"blackoutPeriod":"0s"})");
   wrr_.AllReady();
-  std::shared_ptr<lbkit::Picker> picker = wrr_.picker();
-  std::atomic<bool> stop{false};
-  std::atomic<int> calls{0};
-  auto work = [&picker, &stop, &calls] {
+  std::mutex mu;  // guards current: FakeHelper itself is this thread's only
+  std::shared_ptr<lbkit::Picker> current = wrr_.picker();
+  auto latest = [&mu, &current] {
+    std::lock_guard<std::mutex> lock(mu);
+    return current;
+  };
+  std::atomic<int> updates{0};
+  std::atomic<int> done{0};
+  auto work = [&] {
     lbkit::testing::TestCall call;
-    while (!stop.load()) {
-      lbkit::PickResult result = picker->Pick(call.args());
+    for (int i = 0; i < kPicks || updates.load() < kUpdates; ++i) {
+      lbkit::PickResult result = latest()->Pick(call.args());
+      if (result.kind() != lbkit::PickResult::Kind::kComplete) {
+        ADD_FAILURE() << "a pick did not complete";
+        break;
+      }
       lbkit::LoadReport report;
-      report.qps = result.subchannel()->address() == "a:1" ? 300 : 100;
+      report.qps = result.subchannel()->address() == "a:1" ? 200 + 100 * ((i / 500) % 3) : 100;
       report.cpu_utilization = 0.5;
       lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
-      calls.fetch_add(1);
     }
+    done.fetch_add(1);
   };
+  const size_t published_before = helper_.states().size();
   std::thread first(work), second(work);
-  // Weight updates until both threads have made calls (10 s at most).
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (int i = 0; i < 200 || (calls.load() < 20'000 && std::chrono::steady_clock::now() < give_up);
-       ++i) {
+  while (done.load() < 2) {
     Advance(1'000);
+    std::lock_guard<std::mutex> lock(mu);
+    current = wrr_.picker();
+    updates.fetch_add(1);
   }
-  stop = true;
   first.join();
   second.join();
-  ASSERT_GE(calls.load(), 20'000);
-  Advance(1'000);
+  EXPECT_GT(helper_.states().size(), published_before + 1) << "the weights never changed";
+  // The weights still follow the reports.
+  ReportThreeToOne();
   EXPECT_NEAR(Spread(4000)["a:1"], 3000, 40);
 }
 
