@@ -132,8 +132,11 @@ constexpr uint32_t kMaxScaled = 65535;
 // Each endpoint's turn comes when its running total wraps; starting endpoint
 // i at i * half a cycle keeps them from all wrapping in the same round.
 constexpr uint32_t kPhaseStep = kMaxScaled / 2;
-// No scaled weight below this fraction of the largest: a pick then loops at
-// most about 1 / kMinRatio times on average.
+// As gRPC C-core's StaticStrideScheduler: a known weight above kMaxRatio
+// times the mean of the known weights counts as kMaxRatio times the mean (a
+// pick loops about max / mean times on average, so at most about kMaxRatio),
+// and none is scaled below kMinRatio of the (scaled) mean, nor below 1.
+constexpr double kMaxRatio = 10;
 constexpr double kMinRatio = 0.01;
 }  // namespace
 
@@ -149,15 +152,18 @@ std::vector<uint16_t> ScaleWeights(const std::vector<double>& weights) {
     }
   }
   if (known < 2) return {};
-  const double scale = kMaxScaled / max;
   const double mean = sum / static_cast<double>(known);
-  const double floor = std::max(1.0, std::round(kMaxScaled * kMinRatio));
+  const double cap = std::min(max, kMaxRatio * mean);
+  const double scale = kMaxScaled / cap;
+  const double scaled_mean = std::round(mean * scale);
+  const double floor = std::max(1.0, std::round(scaled_mean * kMinRatio));
   std::vector<uint16_t> scaled;
   scaled.reserve(weights.size());
   bool alike = true;
   for (double weight : weights) {
-    const double value = std::round((weight > 0 ? weight : mean) * scale);
-    scaled.push_back(static_cast<uint16_t>(std::clamp(value, floor, double{kMaxScaled})));
+    const double value =
+        weight > 0 ? std::max(std::round(std::min(weight, cap) * scale), floor) : scaled_mean;
+    scaled.push_back(static_cast<uint16_t>(std::clamp(value, 1.0, double{kMaxScaled})));
     alike = alike && scaled.back() == scaled.front();
   }
   if (alike) return {};

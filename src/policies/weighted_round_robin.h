@@ -116,11 +116,14 @@ class EndpointWeight {
   std::optional<std::chrono::steady_clock::time_point> last_update_;
 };
 
-// A58's static stride scheduler over per-endpoint weights (0: none known).
-// Returns the weights scaled to 1..65535 (the largest to 65535, a missing
-// one to the mean of the known ones, none below 1% of the largest, which
-// bounds a pick's loop), or an empty vector when the picker should be plain
-// round robin: fewer than two known weights, or all alike.
+// A58's static stride scheduler over per-endpoint weights (0: none known),
+// scaled as gRPC C-core's StaticStrideScheduler does. Returns the weights
+// scaled to 1..65535: a known weight above 10 times the mean of the known
+// ones counts as 10 times the mean (which bounds a pick's loop at about 10
+// steps on average), the largest (so capped) becomes 65535, a missing one
+// the mean, none below 1% of the mean (nor below 1). Or an empty vector when
+// the picker should be plain round robin: fewer than two known weights, or
+// all alike.
 std::vector<uint16_t> ScaleWeights(const std::vector<double>& weights);
 
 // Picks among child pickers by the scaled weights (plain rotation when

@@ -139,14 +139,23 @@ TEST(WeightedRoundRobinWeight, IsQpsOverUtilizationPlusErrorPenalty) {
   EXPECT_EQ(ReportedWeight(report, 1.0), 0) << "no utilization: no weight";
 }
 
-TEST(WeightedRoundRobinScheduler, ScalesToTheLargestAndFillsInTheMean) {
+TEST(WeightedRoundRobinScheduler, ScalesAsCCoreCappedAtTenTimesTheMeanAndFillsInTheMean) {
   using lbkit::internal::ScaleWeights;
   EXPECT_TRUE(ScaleWeights({}).empty());
   EXPECT_TRUE(ScaleWeights({5, 0, 0}).empty()) << "one known weight: round robin";
   EXPECT_TRUE(ScaleWeights({3, 3, 0}).empty()) << "all alike once the mean fills in";
   EXPECT_EQ(ScaleWeights({4, 1, 0}), (std::vector<uint16_t>{65535, 16384, 40959}));
-  EXPECT_EQ(ScaleWeights({1000, 1}), (std::vector<uint16_t>{65535, 655}))
-      << "no weight below 1% of the largest";
+  // As gRPC C-core's StaticStrideScheduler: the mean (500.5) scales to 32800,
+  // and no weight goes below 1% of that.
+  EXPECT_EQ(ScaleWeights({1000, 1}), (std::vector<uint16_t>{65535, 328}))
+      << "no weight below 1% of the mean";
+  // Mean 50.95: 1000 counts as 509.5 (10 times the mean), so the ones get
+  // 65535 / 509.5, not 65535 / 1000 (66).
+  std::vector<double> one_big(20, 1.0);
+  one_big[0] = 1000;
+  std::vector<uint16_t> expected(20, 129);
+  expected[0] = 65535;
+  EXPECT_EQ(ScaleWeights(one_big), expected) << "no weight above 10 times the mean";
 }
 
 class WeightedRoundRobinTest : public ::testing::Test {
