@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace lbkit {
@@ -37,7 +38,8 @@ bool WorkSerializer::Run(std::function<void()> fn) {
   return true;
 }
 
-uint64_t WorkSerializer::RunAfter(Clock::duration delay, std::function<void()> fn) {
+uint64_t WorkSerializer::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
+  delay = std::min(delay, kLongestDelay);
   uint64_t id;
   {
     std::lock_guard<std::mutex> lock(state_->mu);

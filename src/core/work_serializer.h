@@ -32,9 +32,18 @@ class WorkSerializer {
 
   // Queues `fn`. Thread-safe. Returns false (and drops `fn`) after Shutdown.
   bool Run(std::function<void()> fn);
-  // Runs `fn` after `delay` unless cancelled. Thread-safe. Returns an id for
-  // Cancel (0 after Shutdown).
-  uint64_t RunAfter(Clock::duration delay, std::function<void()> fn);
+  // Delays beyond this one (100 years) are this one: "never", in practice.
+  // Milliseconds in an int64 reach far beyond the steady clock's int64
+  // nanoseconds (about 292 years); without the clamp a longer delay would
+  // overflow to a deadline in the past, and a periodic timer would fire at
+  // once and re-arm forever on the serializer's thread.
+  static constexpr std::chrono::milliseconds kLongestDelay = std::chrono::hours(24 * 365 * 100);
+
+  // Runs `fn` after `delay` (at most kLongestDelay) unless cancelled.
+  // Thread-safe. Returns an id for Cancel (0 after Shutdown). Takes
+  // milliseconds, as Helper::StartTimer does, so that a caller's long delay
+  // reaches the clamp before any conversion to the clock's nanoseconds.
+  uint64_t RunAfter(std::chrono::milliseconds delay, std::function<void()> fn);
   // Cancels a timer. Called on the serializer, it guarantees the timer's
   // function does not run; from elsewhere it may already be running.
   void Cancel(uint64_t timer_id);

@@ -14,6 +14,7 @@
 #include "lbkit/endpoint_sharding.h"
 #include "lbkit/registry.h"
 #include "lbkit/service_config.h"
+#include "policies/duration.h"
 
 namespace lbkit {
 namespace internal {
@@ -27,50 +28,6 @@ using std::chrono::nanoseconds;
 
 grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
-}
-
-// Longer durations behave as this one: ejection time arithmetic on the
-// steady clock (nanoseconds in an int64) then cannot overflow.
-constexpr nanoseconds kLongestDuration = std::chrono::hours(24 * 365 * 100);
-
-// protobuf's JSON form of google.protobuf.Duration: "<seconds>s" or
-// "<seconds>.<1 to 9 digits>s"; negative ones are refused (A50).
-grpc::Status ParseDuration(const nlohmann::json& json, const char* name, nanoseconds* out) {
-  auto field = json.find(name);
-  if (field == json.end()) return grpc::Status::OK;
-  auto bad = [&](const std::string& why) {
-    return Invalid(std::string(name) + " must be a duration string such as \"10s\" or \"0.5s\"" +
-                   why + ", got " + field->dump());
-  };
-  if (!field->is_string()) return bad("");
-  const std::string text = field->get<std::string>();
-  if (!text.empty() && text[0] == '-') return bad(" and not negative");
-  if (text.size() < 2 || text.back() != 's') return bad("");
-  const std::string number = text.substr(0, text.size() - 1);
-  const size_t dot = number.find('.');
-  const std::string whole = number.substr(0, dot);
-  const std::string fraction = dot == std::string::npos ? "" : number.substr(dot + 1);
-  auto digits = [](const std::string& s) {
-    return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  if (whole.empty() || !digits(whole) || !digits(fraction) ||
-      (dot != std::string::npos && (fraction.empty() || fraction.size() > 9))) {
-    return bad("");
-  }
-  // protobuf's own bound: 315,576,000,000 seconds (10,000 years).
-  if (whole.size() > 12 || std::stoull(whole) > 315576000000ULL)
-    return bad(" (at most 10000 years)");
-  const uint64_t seconds = std::stoull(whole);
-  uint64_t nanos = 0;
-  if (!fraction.empty()) nanos = std::stoull(fraction + std::string(9 - fraction.size(), '0'));
-  const uint64_t limit_seconds =
-      std::chrono::duration_cast<std::chrono::seconds>(kLongestDuration).count();
-  if (seconds >= limit_seconds) {
-    *out = kLongestDuration;
-  } else {
-    *out = std::chrono::seconds(seconds) + nanoseconds(nanos);
-  }
-  return grpc::Status::OK;
 }
 
 // A whole number from 0 to `max` (a protobuf UInt32Value; percentages to 100).
@@ -147,16 +104,16 @@ grpc::Status ParseChildPolicy(const nlohmann::json& json, OutlierDetectionConfig
 grpc::Status ParseOutlierDetectionConfig(const nlohmann::json& json,
                                          std::shared_ptr<const BalancerConfig>* out) {
   auto config = std::make_shared<OutlierDetectionConfig>();
-  grpc::Status status = ParseDuration(json, "interval", &config->interval);
+  grpc::Status status = ParseDurationField(json, "interval", &config->interval);
   if (!status.ok()) return status;
   if (config->interval < std::chrono::milliseconds(1)) {
     // Zero would run the sweep back to back on the channel's control thread.
     return Invalid("interval must be at least 1ms, got " + json["interval"].dump());
   }
-  status = ParseDuration(json, "baseEjectionTime", &config->base_ejection_time);
+  status = ParseDurationField(json, "baseEjectionTime", &config->base_ejection_time);
   if (!status.ok()) return status;
   if (json.contains("maxEjectionTime")) {
-    status = ParseDuration(json, "maxEjectionTime", &config->max_ejection_time);
+    status = ParseDurationField(json, "maxEjectionTime", &config->max_ejection_time);
     if (!status.ok()) return status;
   } else {
     config->max_ejection_time =

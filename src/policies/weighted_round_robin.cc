@@ -1,7 +1,6 @@
 #include "policies/weighted_round_robin.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -10,37 +9,10 @@
 #include <utility>
 
 #include "lbkit/endpoint_sharding.h"
+#include "policies/duration.h"
 
 namespace lbkit {
 namespace internal {
-
-std::optional<std::chrono::milliseconds> ParseJsonDuration(const std::string& text) {
-  // protobuf's Duration: at most 315,576,000,000 seconds either way.
-  constexpr int64_t kMaxSeconds = 315'576'000'000;
-  size_t i = 0;
-  const bool negative = !text.empty() && text[0] == '-';
-  if (negative) ++i;
-  int64_t seconds = 0;
-  size_t digits = 0;
-  for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i, ++digits) {
-    seconds = seconds * 10 + (text[i] - '0');
-    if (seconds > kMaxSeconds) return std::nullopt;
-  }
-  if (digits == 0) return std::nullopt;
-  int64_t nanos = 0;
-  if (i < text.size() && text[i] == '.') {
-    ++i;
-    size_t fraction = 0;
-    for (; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])); ++i, ++fraction) {
-      nanos = nanos * 10 + (text[i] - '0');
-    }
-    if (fraction == 0 || fraction > 9) return std::nullopt;
-    for (; fraction < 9; ++fraction) nanos *= 10;
-  }
-  if (i + 1 != text.size() || text[i] != 's') return std::nullopt;
-  const int64_t millis = seconds * 1000 + (nanos + 999'999) / 1'000'000;
-  return std::chrono::milliseconds(negative ? -millis : millis);
-}
 
 double ReportedWeight(const LoadReport& report, double error_utilization_penalty) {
   const double utilization =
@@ -132,7 +104,7 @@ EndpointWeight::EndpointWeight(std::pair<WeightSlot*, uint32_t> slot)
 
 EndpointWeight::~EndpointWeight() { WeightSlots::Get().Release(slot_); }
 
-double EndpointWeight::WeightAt(std::chrono::milliseconds now,
+double EndpointWeight::WeightAt(std::chrono::steady_clock::time_point now,
                                 const WeightedRoundRobinConfig& config) {
   // Take the latest report, if one came since the last look.
   uint64_t word = slot_->word_.load(std::memory_order_acquire);
@@ -160,8 +132,11 @@ constexpr uint32_t kMaxScaled = 65535;
 // Each endpoint's turn comes when its running total wraps; starting endpoint
 // i at i * half a cycle keeps them from all wrapping in the same round.
 constexpr uint32_t kPhaseStep = kMaxScaled / 2;
-// No scaled weight below this fraction of the largest: a pick then loops at
-// most about 1 / kMinRatio times on average.
+// As gRPC C-core's StaticStrideScheduler: a known weight above kMaxRatio
+// times the mean of the known weights counts as kMaxRatio times the mean (a
+// pick loops about max / mean times on average, so at most about kMaxRatio),
+// and none is scaled below kMinRatio of the (scaled) mean, nor below 1.
+constexpr double kMaxRatio = 10;
 constexpr double kMinRatio = 0.01;
 }  // namespace
 
@@ -177,15 +152,18 @@ std::vector<uint16_t> ScaleWeights(const std::vector<double>& weights) {
     }
   }
   if (known < 2) return {};
-  const double scale = kMaxScaled / max;
   const double mean = sum / static_cast<double>(known);
-  const double floor = std::max(1.0, std::round(kMaxScaled * kMinRatio));
+  const double cap = std::min(max, kMaxRatio * mean);
+  const double scale = kMaxScaled / cap;
+  const double scaled_mean = std::round(mean * scale);
+  const double floor = std::max(1.0, std::round(scaled_mean * kMinRatio));
   std::vector<uint16_t> scaled;
   scaled.reserve(weights.size());
   bool alike = true;
   for (double weight : weights) {
-    const double value = std::round((weight > 0 ? weight : mean) * scale);
-    scaled.push_back(static_cast<uint16_t>(std::clamp(value, floor, double{kMaxScaled})));
+    const double value =
+        weight > 0 ? std::max(std::round(std::min(weight, cap) * scale), floor) : scaled_mean;
+    scaled.push_back(static_cast<uint16_t>(std::clamp(value, 1.0, double{kMaxScaled})));
     alike = alike && scaled.back() == scaled.front();
   }
   if (alike) return {};
@@ -265,7 +243,7 @@ class WeightedRoundRobin final : public Balancer {
     const bool restart =
         timer_ == nullptr || config->weight_update_period != config_->weight_update_period;
     config_ = std::move(config);
-    if (restart) StartTimer();  // what the cancelled timer had run of its period is not counted
+    if (restart) StartTimer();
     weights_.RetainOnly(update.endpoints);  // a removed endpoint's weight goes with it
     return sharding_.Update(update.endpoints);
   }
@@ -275,9 +253,7 @@ class WeightedRoundRobin final : public Balancer {
 
  private:
   void StartTimer() {
-    const std::chrono::milliseconds period = config_->weight_update_period;
-    timer_ = helper_->StartTimer(period, [this, period] {
-      now_ += period;
+    timer_ = helper_->StartTimer(config_->weight_update_period, [this] {
       StartTimer();
       Refresh();
     });
@@ -307,6 +283,7 @@ class WeightedRoundRobin final : public Balancer {
 
   std::shared_ptr<Picker> MakePicker(const std::vector<const EndpointSharding::Child*>& ready) {
     ++build_;
+    const std::chrono::steady_clock::time_point now = helper_->Now();
     std::vector<WeightedRoundRobinPicker::Entry> entries;
     std::vector<double> weights;
     entries.reserve(ready.size());
@@ -319,7 +296,7 @@ class WeightedRoundRobin final : public Balancer {
       if (weight->ready_build != 0 && weight->ready_build != build_ - 1) weight->ResetBlackout();
       weight->ready_build = build_;
       weight->set_error_utilization_penalty(config_->error_utilization_penalty);
-      weights.push_back(weight->WeightAt(now_, *config_));
+      weights.push_back(weight->WeightAt(now, *config_));
       entries.push_back({child->state.picker, weight->slot(), weight->generation()});
     }
     const uint64_t start = std::uniform_int_distribution<uint64_t>(0, entries.size() - 1)(rng_);
@@ -332,8 +309,7 @@ class WeightedRoundRobin final : public Balancer {
   // Before sharding_: its picker builder uses them.
   std::shared_ptr<const WeightedRoundRobinConfig> config_ =
       std::make_shared<WeightedRoundRobinConfig>();
-  std::chrono::milliseconds now_{0};  // policy time: the timer periods run so far
-  uint64_t build_ = 0;                // pickers built (or found nothing READY) so far
+  uint64_t build_ = 0;  // pickers built (or found nothing READY) so far
   std::mt19937_64 rng_{std::random_device{}()};
   EndpointMap<std::unique_ptr<EndpointWeight>> weights_;
   std::shared_ptr<WeightedRoundRobinPicker> last_;  // the last picker built
@@ -345,21 +321,15 @@ grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
 
-// A Duration field (a string such as "10s" or "0.1s", not negative), if present.
-grpc::Status ParseDurationField(const nlohmann::json& json, const char* name,
-                                std::chrono::milliseconds* out) {
-  auto field = json.find(name);
-  if (field == json.end()) return grpc::Status::OK;
-  std::optional<std::chrono::milliseconds> value;
-  if (field->is_string()) value = ParseJsonDuration(field->get<std::string>());
-  if (!value || value->count() < 0) {
-    return Invalid(std::string(name) +
-                   " must be a non-negative duration in seconds, as a string such as \"10s\" or "
-                   "\"0.1s\", got " +
-                   field->dump());
-  }
-  *out = *value;
-  return grpc::Status::OK;
+// A Duration field, if present (policies/duration.h: protobuf's JSON form,
+// not negative, at most 100 years in effect), in milliseconds, a fraction of
+// a millisecond rounded up.
+grpc::Status ParseMillisecondsField(const nlohmann::json& json, const char* name,
+                                    std::chrono::milliseconds* out) {
+  std::chrono::nanoseconds value = *out;
+  grpc::Status status = ParseDurationField(json, name, &value);
+  if (status.ok()) *out = std::chrono::ceil<std::chrono::milliseconds>(value);
+  return status;
 }
 
 class WeightedRoundRobinBuilder final : public BalancerBuilder {
@@ -376,7 +346,7 @@ class WeightedRoundRobinBuilder final : public BalancerBuilder {
                              std::pair{"weightExpirationPeriod", &parsed->weight_expiration_period},
                              std::pair{"weightUpdatePeriod", &parsed->weight_update_period},
                              std::pair{"oobReportingPeriod", &oob_period}}) {
-      grpc::Status status = ParseDurationField(json, name, out);
+      grpc::Status status = ParseMillisecondsField(json, name, out);
       if (!status.ok()) return status;
     }
     parsed->weight_update_period =

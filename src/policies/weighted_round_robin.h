@@ -12,10 +12,12 @@
 // picker is plain round robin. The picker is A58's static stride scheduler:
 // one shared atomic sequence, no lock.
 //
-// Time, for blackout and expiration, is the policy's own count of its timer
-// periods: the Helper offers timers but no clock, and counting them keeps
-// the policy testable with FakeHelper::AdvanceTime. A late timer makes both
-// periods last longer, never shorter.
+// Time, for blackout and expiration, is Helper::Now(). A report is timed
+// when the serializer first sees it, at the next weight update (or picker
+// build) after it arrived, not when it arrived: the done-callback only
+// stores the weight, lock-free, and reads no clock. So a blackout or an
+// expiration runs up to one weightUpdatePeriod late, never early. (C-core
+// times a report on arrival, under a lock on the call's path.)
 //
 // Out-of-band reports (OpenRcaService/StreamCoreMetrics) are not implemented:
 // enableOobLoadReport: true is rejected.
@@ -48,11 +50,6 @@ class WeightedRoundRobinConfig final : public BalancerConfig {
   double error_utilization_penalty = 1.0;                 // >= 0
 };
 
-// A protobuf JSON Duration ("10s", "0.1s", "-1.5s": digits, up to nine
-// fractional digits, then 's') in milliseconds, a fraction of a millisecond
-// rounded up. nullopt if `text` is not one or is beyond protobuf's range.
-std::optional<std::chrono::milliseconds> ParseJsonDuration(const std::string& text);
-
 // The weight A58 derives from one load report: qps / (utilization +
 // eps / qps * penalty), utilization being application_utilization when
 // positive, else cpu_utilization. 0 (no weight) when qps or utilization is
@@ -83,7 +80,7 @@ class WeightSlot {
 };
 
 // One endpoint's weight, on the serializer: owns a WeightSlot (returned to
-// the table when destroyed) and times its reports in policy time.
+// the table when destroyed) and times its reports by Helper::Now().
 class EndpointWeight {
  public:
   EndpointWeight();
@@ -93,9 +90,10 @@ class EndpointWeight {
 
   WeightSlot* slot() const { return slot_; }
   uint32_t generation() const { return generation_; }
-  // What the scheduler should use at `now` (policy time), 0 for none. Notes
-  // a report that arrived since the last call as received at `now`.
-  double WeightAt(std::chrono::milliseconds now, const WeightedRoundRobinConfig& config);
+  // What the scheduler should use at `now`, 0 for none. Notes a report that
+  // arrived since the last call as received at `now`.
+  double WeightAt(std::chrono::steady_clock::time_point now,
+                  const WeightedRoundRobinConfig& config);
   // The endpoint (re)connected: a new blackout period starts with its next
   // report.
   void ResetBlackout() { non_empty_since_.reset(); }
@@ -114,15 +112,18 @@ class EndpointWeight {
   WeightSlot* const slot_;
   const uint32_t generation_;
   double weight_ = 0;
-  std::optional<std::chrono::milliseconds> non_empty_since_;
-  std::optional<std::chrono::milliseconds> last_update_;
+  std::optional<std::chrono::steady_clock::time_point> non_empty_since_;
+  std::optional<std::chrono::steady_clock::time_point> last_update_;
 };
 
-// A58's static stride scheduler over per-endpoint weights (0: none known).
-// Returns the weights scaled to 1..65535 (the largest to 65535, a missing
-// one to the mean of the known ones, none below 1% of the largest, which
-// bounds a pick's loop), or an empty vector when the picker should be plain
-// round robin: fewer than two known weights, or all alike.
+// A58's static stride scheduler over per-endpoint weights (0: none known),
+// scaled as gRPC C-core's StaticStrideScheduler does. Returns the weights
+// scaled to 1..65535: a known weight above 10 times the mean of the known
+// ones counts as 10 times the mean (which bounds a pick's loop at about 10
+// steps on average), the largest (so capped) becomes 65535, a missing one
+// the mean, none below 1% of the mean (nor below 1). Or an empty vector when
+// the picker should be plain round robin: fewer than two known weights, or
+// all alike.
 std::vector<uint16_t> ScaleWeights(const std::vector<double>& weights);
 
 // Picks among child pickers by the scaled weights (plain rotation when
@@ -144,6 +145,9 @@ class WeightedRoundRobinPicker final : public Picker {
 
   // Whether `other` would pick the same way: same children, same weights.
   bool SameAs(const WeightedRoundRobinPicker& other) const;
+  // The endpoints picked among (for tests: which slot an endpoint's reports
+  // go to).
+  const std::vector<Entry>& entries() const { return entries_; }
 
  private:
   size_t Next() const;

@@ -113,6 +113,20 @@ TEST(WorkSerializer, TimersFireInDeadlineOrderAndCancelledOnesNever) {
   EXPECT_EQ(fired, (std::vector<int>{1, 2}));
 }
 
+// A delay beyond the steady clock's range (int64 nanoseconds, about 292
+// years) is clamped to 100 years: unclamped, 10^10 s wrapped around to a
+// deadline in the past and fired at once.
+TEST(WorkSerializer, AHugeDelayIsClampedNotWrappedAround) {
+  lbkit::internal::WorkSerializer serializer("test");
+  std::atomic<int> fired{0};
+  std::promise<void> done;
+  serializer.RunAfter(std::chrono::seconds(10'000'000'000), [&] { fired.fetch_add(1); });
+  serializer.RunAfter(std::chrono::milliseconds::max(), [&] { fired.fetch_add(1); });
+  serializer.RunAfter(std::chrono::milliseconds(20), [&] { done.set_value(); });
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(fired.load(), 0) << "a timer for 10,000 years fired within 20 ms";
+}
+
 TEST(WorkSerializer, RefusesWorkAfterShutdown) {
   lbkit::internal::WorkSerializer serializer("test");
   serializer.Shutdown();

@@ -3,15 +3,17 @@
 // expiration periods (on the fake clock), the mean weight for endpoints that
 // have not reported, the error penalty, and the stride scheduler.
 //
-// Policy time advances by weightUpdatePeriod at each timer tick, and a report
-// counts from the first tick after it arrives: with the default 1s period and
-// 10s blackout, a report sent at t=0 is seen at t=1s and used from t=11s.
+// Blackout and expiration are measured on Helper::Now() (the fake clock),
+// from when the policy first sees a report: at the first weight update after
+// it arrives. With the default 1s period and 10s blackout, a report sent at
+// t=0 is seen at t=1s and used from t=11s.
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -81,6 +83,21 @@ TEST(WeightedRoundRobinConfig, BadDurationsAreRejectedNamingTheField) {
   }
 }
 
+// protobuf accepts up to 315,576,000,000 s; beyond 100 years a duration is
+// clamped (policies/duration.h), so that timer and clock arithmetic on it
+// cannot overflow.
+TEST(WeightedRoundRobinConfig, DurationsBeyondAHundredYearsAreClamped) {
+  constexpr milliseconds kHundredYears = std::chrono::hours(24 * 365 * 100);
+  WeightedRoundRobinConfig config;
+  grpc::Status status = Parse(R"({"blackoutPeriod":"315576000000s",
+      "weightExpirationPeriod":"10000000000s","weightUpdatePeriod":"10000000000.5s"})",
+                              &config);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(config.blackout_period, kHundredYears);
+  EXPECT_EQ(config.weight_expiration_period, kHundredYears);
+  EXPECT_EQ(config.weight_update_period, kHundredYears);
+}
+
 TEST(WeightedRoundRobinConfig, NegativeOrNonNumericPenaltyIsRejected) {
   for (const char* value : {"-0.5", "-1", "\"1\"", "true", "null", "[1]"}) {
     grpc::Status status = Parse(std::string(R"({"errorUtilizationPenalty":)") + value + "}");
@@ -122,14 +139,23 @@ TEST(WeightedRoundRobinWeight, IsQpsOverUtilizationPlusErrorPenalty) {
   EXPECT_EQ(ReportedWeight(report, 1.0), 0) << "no utilization: no weight";
 }
 
-TEST(WeightedRoundRobinScheduler, ScalesToTheLargestAndFillsInTheMean) {
+TEST(WeightedRoundRobinScheduler, ScalesAsCCoreCappedAtTenTimesTheMeanAndFillsInTheMean) {
   using lbkit::internal::ScaleWeights;
   EXPECT_TRUE(ScaleWeights({}).empty());
   EXPECT_TRUE(ScaleWeights({5, 0, 0}).empty()) << "one known weight: round robin";
   EXPECT_TRUE(ScaleWeights({3, 3, 0}).empty()) << "all alike once the mean fills in";
   EXPECT_EQ(ScaleWeights({4, 1, 0}), (std::vector<uint16_t>{65535, 16384, 40959}));
-  EXPECT_EQ(ScaleWeights({1000, 1}), (std::vector<uint16_t>{65535, 655}))
-      << "no weight below 1% of the largest";
+  // As gRPC C-core's StaticStrideScheduler: the mean (500.5) scales to 32800,
+  // and no weight goes below 1% of that.
+  EXPECT_EQ(ScaleWeights({1000, 1}), (std::vector<uint16_t>{65535, 328}))
+      << "no weight below 1% of the mean";
+  // Mean 50.95: 1000 counts as 509.5 (10 times the mean), so the ones get
+  // 65535 / 509.5, not 65535 / 1000 (66).
+  std::vector<double> one_big(20, 1.0);
+  one_big[0] = 1000;
+  std::vector<uint16_t> expected(20, 129);
+  expected[0] = 65535;
+  EXPECT_EQ(ScaleWeights(one_big), expected) << "no weight above 10 times the mean";
 }
 
 class WeightedRoundRobinTest : public ::testing::Test {
@@ -165,6 +191,21 @@ class WeightedRoundRobinTest : public ::testing::Test {
 
   void Advance(int ms) { helper_.AdvanceTime(milliseconds(ms)); }
 
+  // The slot the current picker sends `address`'s reports to, or null.
+  lbkit::internal::WeightSlot* SlotOf(const std::string& address) {
+    auto picker =
+        std::dynamic_pointer_cast<lbkit::internal::WeightedRoundRobinPicker>(wrr_.picker());
+    if (picker == nullptr) return nullptr;
+    for (const auto& entry : picker->entries()) {
+      lbkit::PickResult result = entry.child->Pick(call_.args());
+      if (result.kind() == lbkit::PickResult::Kind::kComplete &&
+          result.subchannel()->address() == address) {
+        return entry.slot;
+      }
+    }
+    return nullptr;
+  }
+
   // a reports three times b's weight (qps 300 and 100 at CPU 0.5), seen at
   // the next update, `ms` from now.
   void ReportThreeToOne(int ms = 1'000) {
@@ -177,6 +218,17 @@ class WeightedRoundRobinTest : public ::testing::Test {
   lbkit_test::PolicyUnderTest wrr_{"weighted_round_robin"};
   FakeHelper& helper_ = wrr_.helper();
 };
+
+TEST_F(WeightedRoundRobinTest, AHugeWeightUpdatePeriodNeverFiresItsTimer) {
+  Start({{"a:1", 1}, {"b:1", 1}}, R"({"weightUpdatePeriod":"10000000000s"})");
+  wrr_.AllReady();
+  const size_t published = helper_.states().size();
+  ASSERT_EQ(helper_.pending_timers(), 1u);
+  Advance(24 * 3600 * 1000);  // a day
+  EXPECT_EQ(helper_.states().size(), published) << "the weight update timer fired";
+  EXPECT_EQ(helper_.pending_timers(), 1u);
+  EXPECT_EQ(Spread(400), (std::map<std::string, int>{{"a:1", 200}, {"b:1", 200}}));
+}
 
 TEST_F(WeightedRoundRobinTest, QueuesWhileConnectingAndFailsOnceEveryEndpointFailed) {
   Start({{"a:1", 1}, {"b:1", 1}});
@@ -257,6 +309,26 @@ TEST_F(WeightedRoundRobinTest, WeightsNotRefreshedWithinTheExpirationPeriodAreFo
   EXPECT_NEAR(Spread(4000)["a:1"], 3000, 40);
 }
 
+// Blackout is measured on the helper's clock, not by counting timer periods:
+// a weightUpdatePeriod changed half-way through a period loses no time.
+// (Counted in periods, the 0.5s before the change was lost, and at 3s the
+// blackout seemed to have run 1.5s only.)
+TEST_F(WeightedRoundRobinTest, TheBlackoutIsMeasuredOnTheHelpersClock) {
+  Start({{"a:1", 1}, {"b:1", 1}}, R"({"blackoutPeriod":"2s"})");
+  wrr_.AllReady();
+  ReportThreeToOne();  // seen at 1s
+  Advance(500);
+  auto slower = std::make_shared<WeightedRoundRobinConfig>();
+  ASSERT_TRUE(Parse(R"({"blackoutPeriod":"2s","weightUpdatePeriod":"1.5s"})", slower.get()).ok());
+  lbkit::BalancerUpdate update = wrr_.Update({{"a:1", 1}, {"b:1", 1}});
+  update.config = slower;
+  ASSERT_TRUE(wrr_.policy()->UpdateResolverState(update).ok());
+  Advance(1'499);
+  EXPECT_EQ(Spread(400), (std::map<std::string, int>{{"a:1", 200}, {"b:1", 200}}));
+  Advance(1);  // 3s: the next update, 2s after the reports were seen
+  EXPECT_NEAR(Spread(4000)["a:1"], 3000, 40);
+}
+
 TEST_F(WeightedRoundRobinTest, AReportWithoutQpsOrUtilizationIsIgnored) {
   Start({{"a:1", 1}, {"b:1", 1}}, R"({"blackoutPeriod":"0s"})");
   wrr_.AllReady();
@@ -326,9 +398,51 @@ TEST_F(WeightedRoundRobinTest, WeightsSurviveUpdatesAndGoWithRemovedEndpoints) {
   EXPECT_NEAR(count["c:1"], 2000, 60);
 }
 
-// a's weight lives in a slot of a process-wide table that d may reuse once a
-// is removed; the report of a call picked for a that ends afterwards must not
-// reach d. b 600, c 200, d the mean 400: shares 3:1:2 of 6,000.
+// The generation check, on the slot table itself: a slot released by a
+// removed endpoint and acquired by another keeps taking reports, but only
+// those of its new generation. Found by asking for slots until the released
+// one comes back, so the test does not depend on the free list's order.
+TEST(WeightedRoundRobinSlots, AReleasedSlotTakesOnlyItsNewGenerationsReports) {
+  using lbkit::internal::EndpointWeight;
+  WeightedRoundRobinConfig config;
+  config.blackout_period = milliseconds(0);
+  auto removed = std::make_unique<EndpointWeight>();
+  lbkit::internal::WeightSlot* const slot = removed->slot();
+  const uint32_t old_generation = removed->generation();
+  removed.reset();
+  std::vector<std::unique_ptr<EndpointWeight>> others;
+  std::unique_ptr<EndpointWeight> reused;
+  while (reused == nullptr && others.size() < 100'000) {
+    auto weight = std::make_unique<EndpointWeight>();
+    if (weight->slot() == slot) {
+      reused = std::move(weight);
+    } else {
+      others.push_back(std::move(weight));
+    }
+  }
+  ASSERT_NE(reused, nullptr) << "the released slot was never handed out again";
+  EXPECT_NE(reused->generation(), old_generation);
+
+  lbkit::LoadReport late;  // for the removed endpoint
+  late.qps = 1e6;
+  late.cpu_utilization = 0.01;
+  slot->Report(old_generation, late);
+  const auto now = std::chrono::steady_clock::time_point() + std::chrono::hours(1);
+  EXPECT_EQ(reused->WeightAt(now, config), 0) << "a report of the old generation was taken";
+  lbkit::LoadReport own;
+  own.qps = 100;
+  own.cpu_utilization = 0.5;
+  slot->Report(reused->generation(), own);
+  EXPECT_EQ(reused->WeightAt(now, config), 200);
+  slot->Report(old_generation, late);
+  EXPECT_EQ(reused->WeightAt(now, config), 200) << "a late report replaced the new one";
+}
+
+// The same through the policy. a's weight lives in a slot of a process-wide
+// table; d reuses it once a is removed (asserted through the internal API:
+// the free list's order alone would make this a test of nothing). The report
+// of a call picked for a that ends afterwards must not reach d. b 600, c 200,
+// d the mean 400: shares 3:1:2 of 6,000.
 TEST_F(WeightedRoundRobinTest, AReportForARemovedEndpointIsDropped) {
   Start({{"a:1", 1}, {"b:1", 1}, {"c:1", 1}}, R"({"blackoutPeriod":"0s"})");
   wrr_.AllReady();
@@ -342,9 +456,12 @@ TEST_F(WeightedRoundRobinTest, AReportForARemovedEndpointIsDropped) {
     }
   }
   ASSERT_NE(held.subchannel(), nullptr);
+  lbkit::internal::WeightSlot* const a_slot = SlotOf("a:1");
+  ASSERT_NE(a_slot, nullptr);
   ASSERT_TRUE(
       wrr_.policy()->UpdateResolverState(wrr_.Update({{"b:1", 1}, {"c:1", 1}, {"d:1", 1}})).ok());
   helper_.subchannel("d:1")->SetState(ConnectivityState::kReady);
+  ASSERT_EQ(SlotOf("d:1"), a_slot) << "d did not reuse a's slot: nothing to check";
   lbkit::LoadReport huge;
   huge.qps = 1e6;
   huge.cpu_utilization = 0.01;
@@ -379,35 +496,52 @@ TEST_F(WeightedRoundRobinTest, CallsOutliveThePolicy) {
 // Picks and reports from two threads while the serializer (this thread)
 // runs weight updates: the pick path is atomics only, so this must neither
 // crash nor lose the weights (and is what a ThreadSanitizer build checks).
+// The workers take the newest picker for every pick, and report a's qps
+// changing (200, 300, 400 in turn), so weighted pickers (the stride loop) are
+// picked from while new ones are built. Nothing depends on speed: each worker
+// makes at least kPicks picks and goes on until the serializer has run
+// kUpdates weight updates; the serializer goes on until both are done.
 TEST_F(WeightedRoundRobinTest, PicksAndReportsFromManyThreadsDuringWeightUpdates) {
+  constexpr int kPicks = 20'000;
+  constexpr int kUpdates = 200;
   Start({{"a:1", 1}, {"b:1", 1}}, R"({"blackoutPeriod":"0s"})");
   wrr_.AllReady();
-  std::shared_ptr<lbkit::Picker> picker = wrr_.picker();
-  std::atomic<bool> stop{false};
-  std::atomic<int> calls{0};
-  auto work = [&picker, &stop, &calls] {
+  std::mutex mu;  // guards current: FakeHelper itself is this thread's only
+  std::shared_ptr<lbkit::Picker> current = wrr_.picker();
+  auto latest = [&mu, &current] {
+    std::lock_guard<std::mutex> lock(mu);
+    return current;
+  };
+  std::atomic<int> updates{0};
+  std::atomic<int> done{0};
+  auto work = [&] {
     lbkit::testing::TestCall call;
-    while (!stop.load()) {
-      lbkit::PickResult result = picker->Pick(call.args());
+    for (int i = 0; i < kPicks || updates.load() < kUpdates; ++i) {
+      lbkit::PickResult result = latest()->Pick(call.args());
+      if (result.kind() != lbkit::PickResult::Kind::kComplete) {
+        ADD_FAILURE() << "a pick did not complete";
+        break;
+      }
       lbkit::LoadReport report;
-      report.qps = result.subchannel()->address() == "a:1" ? 300 : 100;
+      report.qps = result.subchannel()->address() == "a:1" ? 200 + 100 * ((i / 500) % 3) : 100;
       report.cpu_utilization = 0.5;
       lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
-      calls.fetch_add(1);
     }
+    done.fetch_add(1);
   };
+  const size_t published_before = helper_.states().size();
   std::thread first(work), second(work);
-  // Weight updates until both threads have made calls (10 s at most).
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  for (int i = 0; i < 200 || (calls.load() < 20'000 && std::chrono::steady_clock::now() < give_up);
-       ++i) {
+  while (done.load() < 2) {
     Advance(1'000);
+    std::lock_guard<std::mutex> lock(mu);
+    current = wrr_.picker();
+    updates.fetch_add(1);
   }
-  stop = true;
   first.join();
   second.join();
-  ASSERT_GE(calls.load(), 20'000);
-  Advance(1'000);
+  EXPECT_GT(helper_.states().size(), published_before + 1) << "the weights never changed";
+  // The weights still follow the reports.
+  ReportThreeToOne();
   EXPECT_NEAR(Spread(4000)["a:1"], 3000, 40);
 }
 
