@@ -266,13 +266,17 @@ struct Owner {};
 
 class OdSubchannel final : public ForwardingSubchannel {
  public:
+  // `ejected`: created for an endpoint that is ejected already; the child
+  // sees TRANSIENT_FAILURE from the start and hears so through
+  // NoticeEjected(), which the creator posts.
   OdSubchannel(std::shared_ptr<Subchannel> wrapped, SubchannelStateListener child_listener,
-               std::shared_ptr<CallCounter> counter, const Owner* owner)
+               std::shared_ptr<CallCounter> counter, const Owner* owner, bool ejected)
       : ForwardingSubchannel(std::move(wrapped)),
         counter_(std::move(counter)),
         owner_(owner),
         child_listener_(std::move(child_listener)),
-        real_state_(this->wrapped()->state()) {}
+        real_state_(this->wrapped()->state()),
+        ejected_(ejected) {}
 
   // While ejected the child sees TRANSIENT_FAILURE, whatever the connection does.
   ConnectivityState state() const override {
@@ -288,9 +292,12 @@ class OdSubchannel final : public ForwardingSubchannel {
   void Eject() {
     if (ejected_) return;
     ejected_ = true;
-    Deliver(ConnectivityState::kTransientFailure,
-            grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                         "outlier_detection: " + address() + " is ejected"));
+    Deliver(ConnectivityState::kTransientFailure, EjectedStatus());
+  }
+  // The posted notice of a creation while ejected: says nothing if the
+  // endpoint was un-ejected in between (Uneject() told the child then).
+  void NoticeEjected() {
+    if (ejected_) Deliver(ConnectivityState::kTransientFailure, EjectedStatus());
   }
   // Shows the child the connection's latest state again.
   void Uneject() {
@@ -300,12 +307,25 @@ class OdSubchannel final : public ForwardingSubchannel {
   }
   bool ejected() const { return ejected_; }
 
+  // The child is done with it: its listener hears nothing more
+  // (Helper::CreateSubchannel's contract), ejections included.
+  void Shutdown() override {
+    shut_down_ = true;
+    child_listener_ = nullptr;
+    ForwardingSubchannel::Shutdown();
+  }
+
   // Any thread. Null for a subchannel no endpoint lists: not counted.
   CallCounter* counter() const { return counter_.get(); }
   const Owner* owner() const { return owner_; }
 
  private:
+  grpc::Status EjectedStatus() const {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "outlier_detection: " + address() + " is ejected");
+  }
   void Deliver(ConnectivityState state, const grpc::Status& status) {
+    if (shut_down_) return;
     SubchannelStateListener listener = child_listener_;  // it may shut us down
     if (listener) listener(state, status);
   }
@@ -316,7 +336,8 @@ class OdSubchannel final : public ForwardingSubchannel {
   SubchannelStateListener child_listener_;
   ConnectivityState real_state_;
   grpc::Status real_status_;
-  bool ejected_ = false;
+  bool ejected_;
+  bool shut_down_ = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -499,9 +520,10 @@ class OutlierDetection final : public Balancer {
         });
     auto it = by_address_.find(address);
     EndpointState* endpoint = it == by_address_.end() ? nullptr : it->second.get();
-    auto wrapper =
-        std::make_shared<OdSubchannel>(std::move(real), std::move(listener),
-                                       endpoint != nullptr ? endpoint->counter : nullptr, &owner_);
+    const bool ejected = endpoint != nullptr && endpoint->ejected_at.has_value();
+    auto wrapper = std::make_shared<OdSubchannel>(std::move(real), std::move(listener),
+                                                  endpoint != nullptr ? endpoint->counter : nullptr,
+                                                  &owner_, ejected);
     *slot = wrapper;
     if (endpoint != nullptr) {
       // Released wrappers are forgotten here too, so that a child that
@@ -511,10 +533,12 @@ class OutlierDetection final : public Balancer {
           std::remove_if(list.begin(), list.end(), [](const auto& w) { return w.expired(); }),
           list.end());
       list.push_back(wrapper);
-      if (endpoint->ejected_at.has_value()) {
-        // Ejected already: the child hears so once it has the subchannel.
+      if (ejected) {
+        // Ejected from the start; the child hears so once it has the
+        // subchannel, unless something un-ejects it first (a task posted
+        // before this one, or the child's own next steps).
         helper_->Post([weak = std::weak_ptr<OdSubchannel>(wrapper)] {
-          if (std::shared_ptr<OdSubchannel> sc = weak.lock()) sc->Eject();
+          if (std::shared_ptr<OdSubchannel> sc = weak.lock()) sc->NoticeEjected();
         });
       }
     }

@@ -155,6 +155,12 @@ std::vector<std::string>& RecordedStates() {
   static std::vector<std::string> log;
   return log;
 }
+// When set, the recorder's ExitIdle shuts its subchannels down (and keeps
+// them) instead of creating them afresh.
+bool& ShutdownOnExitIdle() {
+  static bool shutdown = false;
+  return shutdown;
+}
 
 class RecorderPicker final : public lbkit::Picker {
  public:
@@ -190,6 +196,10 @@ class Recorder final : public lbkit::Balancer {
   void ResolverError(const grpc::Status&) override {}
   // A test hook: drops every subchannel and creates them afresh.
   void ExitIdle() override {
+    if (ShutdownOnExitIdle()) {
+      for (const auto& [address, subchannel] : subchannels_) subchannel->Shutdown();
+      return;
+    }
     std::vector<std::string> addresses;
     for (const auto& [address, subchannel] : subchannels_) addresses.push_back(address);
     subchannels_.clear();
@@ -227,7 +237,10 @@ class RecorderBuilder final : public lbkit::BalancerBuilder {
 
 class OutlierDetectionTest : public ::testing::Test {
  protected:
-  void SetUp() override { RecordedStates().clear(); }
+  void SetUp() override {
+    RecordedStates().clear();
+    ShutdownOnExitIdle() = false;
+  }
 
   // Builds outlier_detection with `fields` (JSON object members, childPolicy
   // round_robin unless they name one) over one-address endpoints.
@@ -493,6 +506,51 @@ TEST_F(OutlierDetectionTest, ASubchannelCreatedForAnEjectedEndpointStartsEjected
   EXPECT_EQ(Reached(), std::set<std::string>{"a:1"});
   od_->helper().AdvanceTime(seconds(3));
   EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1"})) << "and is un-ejected on time";
+}
+
+// The child creates a subchannel for an ejected endpoint, and before the
+// notice of its ejection runs, an update with no algorithm un-ejects
+// everything: the subchannel must not stay TRANSIENT_FAILURE.
+TEST_F(OutlierDetectionTest, AnUnejectionBeforeTheCreationNoticeWins) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecorderBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
+  const std::string recorder = R"("childPolicy":[{"od_test_recorder":{}}])";
+  Start({"a:1", "b:1"}, std::string(kFast) + "," + recorder);
+  Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
+  od_->helper().AdvanceTime(seconds(1));
+  ASSERT_TRUE(Ejected("b:1"));
+  od_->policy()->ExitIdle();  // the recorder creates both subchannels again
+  std::unique_ptr<lbkit::Balancer> unused;
+  std::shared_ptr<const lbkit::BalancerConfig> no_algorithm;
+  lbkit::testing::FakeHelper scratch;
+  ASSERT_TRUE(lbkit::testing::BuildBalancer("outlier_detection", "{" + recorder + "}", &scratch,
+                                            &unused, &no_algorithm)
+                  .ok());
+  lbkit::BalancerUpdate update = od_->Update({{"a:1", 1}, {"b:1", 1}});
+  update.config = no_algorithm;
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  od_->helper().RunPosted();
+  od_->helper().subchannel("a:1")->SetState(ConnectivityState::kReady);
+  od_->helper().subchannel("b:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1"})) << "b:1 must not stay ejected";
+}
+
+// Helper::CreateSubchannel's contract: no state after the child shuts the
+// subchannel down, an ejection's included.
+TEST_F(OutlierDetectionTest, AShutDownSubchannelHearsNothingMore) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecorderBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
+  Start({"a:1", "b:1"}, std::string(kFast) + R"(,"childPolicy":[{"od_test_recorder":{}}])");
+  Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
+  ShutdownOnExitIdle() = true;
+  od_->policy()->ExitIdle();  // the recorder shuts both down, and keeps them
+  RecordedStates().clear();
+  od_->helper().AdvanceTime(seconds(1));  // the sweep ejects b
+  od_->helper().AdvanceTime(seconds(3));  // and brings it back
+  od_->helper().RunPosted();
+  EXPECT_TRUE(RecordedStates().empty()) << RecordedStates().front();
 }
 
 TEST_F(OutlierDetectionTest, ARemovedEndpointForgetsItsEjection) {
