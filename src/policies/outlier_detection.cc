@@ -248,11 +248,18 @@ class CallCounter {
   std::atomic<uint64_t> refs_{1};
 };
 
-// A pick lbkit did not use, or a call that ended before it was sent, never
-// reached the backend (picker.h): not the backend's success or failure.
+// A pick lbkit did not use, a call that ended before it was sent (picker.h),
+// or one lbkit failed because the picker attached invalid metadata
+// (CheckPickMetadata, core/call_info.cc) never reached the backend: not the
+// backend's success or failure. CallDoneInfo carries no flag for these, so
+// they are told by the exact statuses lbkit gives them.
 bool ReachedBackend(const grpc::Status& status) {
-  if (status.error_code() != grpc::StatusCode::CANCELLED) return true;
   const std::string& message = status.error_message();
+  if (status.error_code() == grpc::StatusCode::INTERNAL) {
+    static const std::string kInvalidMetadata = "lbkit: picker attached invalid metadata: ";
+    return message.compare(0, kInvalidMetadata.size(), kInvalidMetadata) != 0;
+  }
+  if (status.error_code() != grpc::StatusCode::CANCELLED) return true;
   return message.compare(0, 20, "lbkit: pick not used") != 0 &&
          message != "call ended while queued" && message != "call ended before it was sent";
 }

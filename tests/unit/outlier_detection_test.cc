@@ -553,6 +553,29 @@ TEST_F(OutlierDetectionTest, AShutDownSubchannelHearsNothingMore) {
   EXPECT_TRUE(RecordedStates().empty()) << RecordedStates().front();
 }
 
+// A pick whose metadata lbkit refused never reached the backend: neither a
+// success nor a failure of it.
+TEST_F(OutlierDetectionTest, APickWithInvalidMetadataIsNotCounted) {
+  Start({"a:1", "b:1"}, kFast);
+  const lbkit::testing::TestCall call;
+  int refused = 0;
+  for (int i = 0; i < 100 && refused < 10; ++i) {
+    lbkit::PickResult result = od_->picker()->Pick(call.args());
+    ASSERT_EQ(result.kind(), lbkit::PickResult::Kind::kComplete);
+    if (result.subchannel()->address() == "b:1") {
+      ++refused;
+      CallEnd(grpc::Status(grpc::StatusCode::INTERNAL,
+                           "lbkit: picker attached invalid metadata: key \"A\": test"))
+          .Finish(result);
+    } else {
+      CallEnd().Finish(result);
+    }
+  }
+  ASSERT_EQ(refused, 10);
+  od_->helper().AdvanceTime(seconds(1));
+  EXPECT_FALSE(Ejected("b:1"));
+}
+
 TEST_F(OutlierDetectionTest, ARemovedEndpointForgetsItsEjection) {
   Start({"a:1", "b:1"}, kFast);
   Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
