@@ -624,8 +624,10 @@ class OutlierDetection final : public Balancer {
     for (auto& [key, state] : endpoints_) {
       std::tie(state->successes, state->failures) = state->counter->Swap();
     }
-    if (config_->success_rate_ejection.has_value()) SuccessRateSweep(now);
-    if (config_->failure_percentage_ejection.has_value()) FailurePercentageSweep(now);
+    // Counted once, then kept up to date by each ejection.
+    size_t ejected = EjectedCount();
+    if (config_->success_rate_ejection.has_value()) SuccessRateSweep(now, &ejected);
+    if (config_->failure_percentage_ejection.has_value()) FailurePercentageSweep(now, &ejected);
     for (auto& [key, state] : endpoints_) {
       if (!state->ejected_at.has_value()) {
         if (state->multiplier > 0) --state->multiplier;
@@ -652,9 +654,9 @@ class OutlierDetection final : public Balancer {
   }
 
   // maxEjectionPercent: one more may be ejected while fewer than that share
-  // is; at least one may always be (A50).
-  bool MayEjectMore() const {
-    const size_t ejected = EjectedCount();
+  // of the endpoints is (`ejected` of them); at least one may always be, as in
+  // gRPC C-core.
+  bool MayEjectMore(size_t ejected) const {
     return ejected == 0 ||
            100 * static_cast<uint64_t>(ejected) <
                static_cast<uint64_t>(config_->max_ejection_percent) * endpoints_.size();
@@ -664,7 +666,8 @@ class OutlierDetection final : public Balancer {
     return std::uniform_int_distribution<uint32_t>(0, 99)(rng_) < percentage;
   }
 
-  void Eject(EndpointState& state, Clock::time_point now) {
+  void Eject(EndpointState& state, Clock::time_point now, size_t* ejected) {
+    ++*ejected;
     state.ejected_at = now;
     ++state.multiplier;
     state.ForEachSubchannel([](OdSubchannel& sc) { sc.Eject(); });
@@ -681,14 +684,14 @@ class OutlierDetection final : public Balancer {
     return out;
   }
 
-  void SuccessRateSweep(Clock::time_point now) {
+  // The mean and standard deviation are over every endpoint with enough
+  // volume, ejected ones included (A50, as gRPC C-core); an ejected one is
+  // not ejected again.
+  void SuccessRateSweep(Clock::time_point now, size_t* ejected) {
     const auto& sr = *config_->success_rate_ejection;
     std::vector<EndpointState*> enough;
     for (EndpointState* state : Candidates()) {
-      if (!state->ejected_at.has_value() && state->volume() >= sr.request_volume &&
-          state->volume() > 0) {
-        enough.push_back(state);
-      }
+      if (state->volume() >= sr.request_volume && state->volume() > 0) enough.push_back(state);
     }
     if (enough.size() < sr.minimum_hosts || enough.empty()) return;
     double mean = 0;
@@ -699,22 +702,27 @@ class OutlierDetection final : public Balancer {
     variance /= enough.size();
     const double threshold = mean - std::sqrt(variance) * (sr.stdev_factor / 1000.0);
     for (EndpointState* state : enough) {
-      if (!MayEjectMore()) return;
-      if (Rate(*state) < threshold && Enforce(sr.enforcement_percentage)) Eject(*state, now);
+      if (!MayEjectMore(*ejected)) return;
+      if (!state->ejected_at.has_value() && Rate(*state) < threshold &&
+          Enforce(sr.enforcement_percentage)) {
+        Eject(*state, now, ejected);
+      }
     }
   }
 
-  void FailurePercentageSweep(Clock::time_point now) {
+  void FailurePercentageSweep(Clock::time_point now, size_t* ejected) {
     const auto& fp = *config_->failure_percentage_ejection;
     if (endpoints_.size() < fp.minimum_hosts) return;
     for (EndpointState* state : Candidates()) {
-      if (!MayEjectMore()) return;
+      if (!MayEjectMore(*ejected)) return;
       if (state->ejected_at.has_value() || state->volume() == 0 ||
           state->volume() < fp.request_volume) {
         continue;
       }
       const double failed = 100.0 * state->failures / state->volume();
-      if (failed > fp.threshold && Enforce(fp.enforcement_percentage)) Eject(*state, now);
+      if (failed > fp.threshold && Enforce(fp.enforcement_percentage)) {
+        Eject(*state, now, ejected);
+      }
     }
   }
 

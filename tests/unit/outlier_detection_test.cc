@@ -370,7 +370,8 @@ TEST_F(OutlierDetectionTest, MaxEjectionPercentCapsEjectionsButAllowsOne) {
                 "failurePercentageEjection":{"threshold":50,"requestVolume":5})");
   Calls(plan);
   od_->helper().AdvanceTime(seconds(1));
-  EXPECT_EQ(Reached().size(), 9u) << "A50: at least one is ejected whatever the percentage";
+  EXPECT_EQ(Reached().size(), 9u)
+      << "as gRPC C-core: at least one is ejected whatever the percentage";
 }
 
 // interval 1s, base 3s: an ejection at t=1s lasts until the sweep at t=4s.
@@ -506,6 +507,39 @@ TEST_F(OutlierDetectionTest, ASubchannelCreatedForAnEjectedEndpointStartsEjected
   EXPECT_EQ(Reached(), std::set<std::string>{"a:1"});
   od_->helper().AdvanceTime(seconds(3));
   EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1"})) << "and is un-ejected on time";
+}
+
+// An ejected endpoint's calls that end while it is ejected still count
+// toward the success-rate statistics (A50, as gRPC C-core): here they lower
+// the threshold enough that f (70%) stays; without e's 0% it would go.
+TEST_F(OutlierDetectionTest, SuccessRateStatisticsIncludeEjectedEndpoints) {
+  Start({"a:1", "b:1", "c:1", "d:1", "e:1", "f:1"},
+        R"("interval":"1s","baseEjectionTime":"30s","maxEjectionPercent":100,
+           "successRateEjection":{"requestVolume":10})");
+  // 20 calls to e, 10 of them still open at the first sweep.
+  const lbkit::testing::TestCall call;
+  std::vector<lbkit::PickResult> open_on_e;
+  for (int i = 0; i < 1000 && open_on_e.size() < 20; ++i) {
+    lbkit::PickResult result = od_->picker()->Pick(call.args());
+    ASSERT_EQ(result.kind(), lbkit::PickResult::Kind::kComplete);
+    if (result.subchannel()->address() == "e:1") {
+      open_on_e.push_back(std::move(result));
+    } else {
+      CallEnd(grpc::Status(grpc::StatusCode::CANCELLED, "lbkit: pick not used: test"))
+          .Finish(result);
+    }
+  }
+  ASSERT_EQ(open_on_e.size(), 20u);
+  const grpc::Status failed(grpc::StatusCode::UNAVAILABLE, "backend failed");
+  for (size_t i = 0; i < 10; ++i) CallEnd(failed).Finish(open_on_e[i]);
+  Calls({{"a:1", {10, 0}}, {"b:1", {10, 0}}, {"c:1", {10, 0}}, {"d:1", {10, 0}}});
+  od_->helper().AdvanceTime(seconds(1));
+  ASSERT_TRUE(Ejected("e:1"));
+
+  for (size_t i = 10; i < 20; ++i) CallEnd(failed).Finish(open_on_e[i]);
+  Calls({{"a:1", {10, 0}}, {"b:1", {10, 0}}, {"c:1", {10, 0}}, {"d:1", {10, 0}}, {"f:1", {7, 3}}});
+  od_->helper().AdvanceTime(seconds(1));
+  EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1", "c:1", "d:1", "f:1"}));
 }
 
 // The child creates a subchannel for an ejected endpoint, and before the
