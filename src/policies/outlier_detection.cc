@@ -322,7 +322,8 @@ class OdSubchannel final : public ForwardingSubchannel {
     ForwardingSubchannel::Shutdown();
   }
 
-  // Any thread. Null for a subchannel no endpoint lists: not counted.
+  // Any thread. Its address's counter, never null; the sweep reads it for
+  // whichever endpoint lists the address then (or none).
   CallCounter* counter() const { return counter_.get(); }
   const Owner* owner() const { return owner_; }
 
@@ -361,7 +362,7 @@ class OdPicker final : public Picker {
       return result;
     }
     const OdSubchannel* mine = Find(result.subchannel());
-    if (mine == nullptr || mine->counter() == nullptr) return result;
+    if (mine == nullptr) return result;
     CallCounter* counter = mine->counter();
     counter->StartCall();
     CallDoneCallback& done = result.on_done();
@@ -464,12 +465,39 @@ class OutlierDetection final : public Balancer {
   }
 
  private:
+  // What OD keeps of one address: the calls of the subchannels the child
+  // created for it, and those subchannels. Counted per address, not per
+  // endpoint, because a wrapper's address never changes while its endpoint
+  // may (an update that moves the address, or changes its endpoint's
+  // address set): the sweep adds each address's counts to the endpoint that
+  // lists it then, and no counter is ever swapped under the pickers' feet.
+  // Kept while an endpoint lists the address or a subchannel for it lives.
+  struct AddressState {
+    std::shared_ptr<CallCounter> counter = CallCounter::Create();
+    std::vector<std::weak_ptr<OdSubchannel>> subchannels;
+
+    // The live wrappers; forgets released ones.
+    std::vector<std::shared_ptr<OdSubchannel>> Live() {
+      std::vector<std::shared_ptr<OdSubchannel>> live;
+      std::vector<std::weak_ptr<OdSubchannel>> kept;
+      for (auto& weak : subchannels) {
+        if (std::shared_ptr<OdSubchannel> sc = weak.lock()) {
+          live.push_back(std::move(sc));
+          kept.push_back(std::move(weak));
+        }
+      }
+      subchannels = std::move(kept);
+      return live;
+    }
+  };
+
   // What OD keeps of one endpoint.
   struct EndpointState {
-    std::shared_ptr<CallCounter> counter = CallCounter::Create();
     std::optional<Clock::time_point> ejected_at;  // set while ejected
     uint32_t multiplier = 0;
-    std::vector<std::weak_ptr<OdSubchannel>> subchannels;
+    // The addresses it lists (and no endpoint before it does), in its order;
+    // set by each update.
+    std::vector<std::shared_ptr<AddressState>> addresses;
     // The last interval's counts, during a sweep.
     uint64_t successes = 0;
     uint64_t failures = 0;
@@ -477,16 +505,11 @@ class OutlierDetection final : public Balancer {
     uint64_t volume() const { return successes + failures; }
     template <typename Fn>
     void ForEachSubchannel(Fn&& fn) {
-      // Forgets released wrappers; a callback may create or release others.
+      // Collected first: a callback may create or release subchannels.
       std::vector<std::shared_ptr<OdSubchannel>> live;
-      std::vector<std::weak_ptr<OdSubchannel>> kept;
-      for (auto& weak : subchannels) {
-        if (std::shared_ptr<OdSubchannel> sc = weak.lock()) {
-          live.push_back(sc);
-          kept.push_back(std::move(weak));
-        }
+      for (auto& address : addresses) {
+        for (auto& sc : address->Live()) live.push_back(std::move(sc));
       }
-      subchannels = std::move(kept);
       for (auto& sc : live) fn(*sc);
     }
   };
@@ -525,29 +548,28 @@ class OutlierDetection final : public Balancer {
             wrapper->OnRealState(state, status);
           }
         });
+    // An address no endpoint lists gets an entry too: counted, though for
+    // no endpoint, until an update lists it.
+    std::shared_ptr<AddressState>& entry = addresses_[address];
+    if (entry == nullptr) entry = std::make_shared<AddressState>();
     auto it = by_address_.find(address);
-    EndpointState* endpoint = it == by_address_.end() ? nullptr : it->second.get();
-    const bool ejected = endpoint != nullptr && endpoint->ejected_at.has_value();
+    const bool ejected = it != by_address_.end() && it->second->ejected_at.has_value();
     auto wrapper = std::make_shared<OdSubchannel>(std::move(real), std::move(listener),
-                                                  endpoint != nullptr ? endpoint->counter : nullptr,
-                                                  &owner_, ejected);
+                                                  entry->counter, &owner_, ejected);
     *slot = wrapper;
-    if (endpoint != nullptr) {
-      // Released wrappers are forgotten here too, so that a child that
-      // keeps replacing its subchannels does not grow the list.
-      auto& list = endpoint->subchannels;
-      list.erase(
-          std::remove_if(list.begin(), list.end(), [](const auto& w) { return w.expired(); }),
-          list.end());
-      list.push_back(wrapper);
-      if (ejected) {
-        // Ejected from the start; the child hears so once it has the
-        // subchannel, unless something un-ejects it first (a task posted
-        // before this one, or the child's own next steps).
-        helper_->Post([weak = std::weak_ptr<OdSubchannel>(wrapper)] {
-          if (std::shared_ptr<OdSubchannel> sc = weak.lock()) sc->NoticeEjected();
-        });
-      }
+    // Released wrappers are forgotten here too, so that a child that keeps
+    // replacing its subchannels does not grow the list.
+    auto& list = entry->subchannels;
+    list.erase(std::remove_if(list.begin(), list.end(), [](const auto& w) { return w.expired(); }),
+               list.end());
+    list.push_back(wrapper);
+    if (ejected) {
+      // Ejected from the start; the child hears so once it has the
+      // subchannel, unless something un-ejects it first (a task posted
+      // before this one, or the child's own next steps).
+      helper_->Post([weak = std::weak_ptr<OdSubchannel>(wrapper)] {
+        if (std::shared_ptr<OdSubchannel> sc = weak.lock()) sc->NoticeEjected();
+      });
     }
     return wrapper;
   }
@@ -562,29 +584,53 @@ class OutlierDetection final : public Balancer {
 
   void Publish(BalancerState state) { helper_->UpdateState(std::move(state)); }
 
-  // A50: entries for new endpoints, none for removed ones (whose
-  // subchannels, if the child keeps any, are un-ejected and no longer
-  // counted against anyone).
+  // A50: entries for new endpoints, none for removed ones. Then every
+  // subchannel shows the ejection of the endpoint that lists its address now,
+  // as gRPC C-core re-points its wrappers: a removed endpoint's are
+  // un-ejected (and, if the child keeps them, counted for no one); one whose
+  // address moved to another endpoint, or whose endpoint changed its address
+  // set (so its key), follows that endpoint.
   void UpdateEndpoints(const std::vector<Endpoint>& endpoints) {
     std::unordered_map<std::string, std::shared_ptr<EndpointState>> next;
     std::unordered_map<std::string, std::shared_ptr<EndpointState>> by_address;
+    std::unordered_map<std::string, std::shared_ptr<AddressState>> addresses;
     for (const Endpoint& endpoint : endpoints) {
       const std::string key = EndpointKey(endpoint);
       std::shared_ptr<EndpointState>& state = next[key];
       if (state == nullptr) {
         auto old = endpoints_.find(key);
         state = old != endpoints_.end() ? old->second : std::make_shared<EndpointState>();
+        state->addresses.clear();
       }
-      for (const std::string& address : endpoint.addresses) by_address.emplace(address, state);
+      // An address two endpoints list belongs to the first.
+      for (const std::string& address : endpoint.addresses) {
+        if (!by_address.emplace(address, state).second) continue;
+        auto old = addresses_.find(address);
+        auto entry = old != addresses_.end() ? old->second : std::make_shared<AddressState>();
+        state->addresses.push_back(entry);
+        addresses.emplace(address, std::move(entry));
+      }
     }
-    for (auto& [key, state] : endpoints_) {
-      if (next.count(key) == 0 && state->ejected_at.has_value()) {
-        state->ejected_at.reset();
-        state->ForEachSubchannel([](OdSubchannel& sc) { sc.Uneject(); });
+    // Addresses no longer listed stay while the child holds subchannels for them.
+    for (auto& [address, entry] : addresses_) {
+      if (addresses.count(address) == 0 && !entry->Live().empty()) {
+        addresses.emplace(address, entry);
       }
     }
     endpoints_ = std::move(next);
     by_address_ = std::move(by_address);
+    addresses_ = std::move(addresses);
+
+    // Collected first: a callback may create or release subchannels.
+    std::vector<std::pair<std::shared_ptr<OdSubchannel>, bool>> changes;
+    for (auto& [address, entry] : addresses_) {
+      auto owner = by_address_.find(address);
+      const bool eject = owner != by_address_.end() && owner->second->ejected_at.has_value();
+      for (auto& sc : entry->Live()) {
+        if (sc->ejected() != eject) changes.emplace_back(std::move(sc), eject);
+      }
+    }
+    for (auto& [sc, eject] : changes) eject ? sc->Eject() : sc->Uneject();
   }
 
   // A50's timer start logic: the sweep runs every `interval` from the first
@@ -605,7 +651,7 @@ class OutlierDetection final : public Balancer {
     nanoseconds delay = config_->interval;
     if (!timer_start_.has_value()) {
       timer_start_ = helper_->Now();
-      for (auto& [key, state] : endpoints_) state->counter->Reset();
+      for (auto& [address, entry] : addresses_) entry->counter->Reset();
     } else {
       delay = std::max(nanoseconds(0), config_->interval - (helper_->Now() - *timer_start_));
     }
@@ -621,8 +667,15 @@ class OutlierDetection final : public Balancer {
   void OnTimer() {
     const Clock::time_point now = helper_->Now();
     timer_start_ = now;
-    for (auto& [key, state] : endpoints_) {
-      std::tie(state->successes, state->failures) = state->counter->Swap();
+    for (auto& [key, state] : endpoints_) state->successes = state->failures = 0;
+    // Every address's buckets swap, listed or not, so that one listed later
+    // starts from its next interval; the counts go to its endpoint.
+    for (auto& [address, entry] : addresses_) {
+      const auto [successes, failures] = entry->counter->Swap();
+      auto owner = by_address_.find(address);
+      if (owner == by_address_.end()) continue;
+      owner->second->successes += successes;
+      owner->second->failures += failures;
     }
     // Counted once, then kept up to date by each ejection.
     size_t ejected = EjectedCount();
@@ -736,6 +789,8 @@ class OutlierDetection final : public Balancer {
   std::shared_ptr<const OutlierDetectionConfig> config_;
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints_;  // by EndpointKey
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> by_address_;
+  // Listed addresses, and others the child holds subchannels for.
+  std::unordered_map<std::string, std::shared_ptr<AddressState>> addresses_;
   std::optional<Clock::time_point> timer_start_;
   std::unique_ptr<Timer> timer_;
   std::mt19937_64 rng_{std::random_device{}()};

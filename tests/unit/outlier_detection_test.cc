@@ -610,6 +610,31 @@ TEST_F(OutlierDetectionTest, APickWithInvalidMetadataIsNotCounted) {
   EXPECT_FALSE(Ejected("b:1"));
 }
 
+// An update changes b's endpoint from {b:1, b:2} to {b:1}: a child that
+// keeps its subchannel for b:1 (the recorder does, as pick_first would) still
+// has it counted and ejected, for the new endpoint.
+TEST_F(OutlierDetectionTest, ASubchannelFollowsItsAddressToANewEndpoint) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecorderBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
+  Start({"a:1"}, std::string(kFast) + R"(,"childPolicy":[{"od_test_recorder":{}}])");
+  lbkit::BalancerUpdate update = od_->Update({});
+  update.endpoints = {lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1", "b:2"}}};
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  od_->AllReady();
+  update.endpoints = {lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1"}}};
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
+  od_->helper().AdvanceTime(seconds(1));
+  EXPECT_TRUE(Ejected("b:1"));
+
+  // And an ejected address moving to an endpoint that is not ejected is
+  // un-ejected with the move.
+  update.endpoints = {lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1", "b:3"}}};
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  EXPECT_FALSE(Ejected("b:1"));
+}
+
 TEST_F(OutlierDetectionTest, ARemovedEndpointForgetsItsEjection) {
   Start({"a:1", "b:1"}, kFast);
   Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
