@@ -610,6 +610,19 @@ TEST_F(OutlierDetectionTest, APickWithInvalidMetadataIsNotCounted) {
   EXPECT_FALSE(Ejected("b:1"));
 }
 
+// Calls picked before the policy goes end after it: their counting outlives it.
+TEST_F(OutlierDetectionTest, CallsOutliveThePolicy) {
+  Start({"a:1", "b:1"}, kFast);
+  const lbkit::testing::TestCall call;
+  std::vector<lbkit::PickResult> open;
+  for (int i = 0; i < 10; ++i) open.push_back(od_->picker()->Pick(call.args()));
+  Restart();  // policy, helper and picker gone
+  for (lbkit::PickResult& result : open) {
+    ASSERT_TRUE(result.on_done());
+    CallEnd(grpc::Status(grpc::StatusCode::UNAVAILABLE, "after")).Finish(result);
+  }
+}
+
 // An update changes b's endpoint from {b:1, b:2} to {b:1}: a child that
 // keeps its subchannel for b:1 (the recorder does, as pick_first would) still
 // has it counted and ejected, for the new endpoint.
