@@ -104,11 +104,19 @@ class Subchannel {
 // subchannel's connection: what the wrapper says of state() does not change
 // where calls go, only what the policy that holds it believes.
 //
+// A wrapper that overrides state() must also stand between the child and the
+// state notices: pass your own listener to the parent's CreateSubchannel and
+// call the child's from it (and when your state() changes on its own), so that
+// what the child hears agrees with state(). Helper::CreateSubchannel's
+// contract is then yours to keep: override Shutdown() too, and deliver
+// nothing to the child's listener after it (outlier_detection does all this).
+//
 // The wrapper holds the wrapped subchannel alive for its own lifetime (so a
 // picker holding the wrapper holds the connection). Thread-safety as for
-// Subchannel: address() is thread-safe, the rest is for the work serializer.
-// Destroying the wrapper does not shut the wrapped subchannel down; its
-// creator decides that (Shutdown() here forwards, as everything else does).
+// Subchannel: address() and wrapped() are thread-safe, the rest is for the
+// work serializer. Destroying the wrapper releases its reference to the
+// wrapped subchannel (if it held the last one, the connection closes as for
+// any subchannel); Shutdown() here forwards, as everything else does.
 class ForwardingSubchannel : public Subchannel {
  public:
   // `wrapped` must not be null (throws std::invalid_argument if it is).
@@ -121,7 +129,8 @@ class ForwardingSubchannel : public Subchannel {
   void ResetBackoff() override { wrapped_->ResetBackoff(); }
   void Shutdown() override { wrapped_->Shutdown(); }
 
-  // The subchannel this one forwards to. Never null.
+  // The subchannel this one forwards to. Never null; set at construction and
+  // never changed, so thread-safe.
   const std::shared_ptr<Subchannel>& wrapped() const { return wrapped_; }
 
  private:
@@ -180,7 +189,10 @@ class Helper {
   // The time StartTimer measures delays against: steady_clock::now() in a
   // channel; the fake clock in the testing kit. Policies that compare times
   // (outlier_detection's ejection times) read it here so that tests can move
-  // it. Helpers that forward to a parent should forward this too.
+  // it. A helper that forwards to a parent (its StartTimer going to the
+  // parent's) must forward Now() too: otherwise timers run on the parent's
+  // clock while Now() reads another, and the two disagree (in the testing
+  // kit, Now() would not move with AdvanceTime).
   virtual std::chrono::steady_clock::time_point Now() const {
     return std::chrono::steady_clock::now();
   }

@@ -205,11 +205,18 @@ class CallCounter {
   std::atomic<uint64_t> refs_{1};
 };
 
-// A pick lbkit did not use, or a call that ended before it was sent, never
-// reached the backend (picker.h): not the backend's success or failure.
+// A pick lbkit did not use, a call that ended before it was sent (picker.h),
+// or one lbkit failed because the picker attached invalid metadata
+// (CheckPickMetadata, core/call_info.cc) never reached the backend: not the
+// backend's success or failure. CallDoneInfo carries no flag for these, so
+// they are told by the exact statuses lbkit gives them.
 bool ReachedBackend(const grpc::Status& status) {
-  if (status.error_code() != grpc::StatusCode::CANCELLED) return true;
   const std::string& message = status.error_message();
+  if (status.error_code() == grpc::StatusCode::INTERNAL) {
+    static const std::string kInvalidMetadata = "lbkit: picker attached invalid metadata: ";
+    return message.compare(0, kInvalidMetadata.size(), kInvalidMetadata) != 0;
+  }
+  if (status.error_code() != grpc::StatusCode::CANCELLED) return true;
   return message.compare(0, 20, "lbkit: pick not used") != 0 &&
          message != "call ended while queued" && message != "call ended before it was sent";
 }
@@ -223,13 +230,17 @@ struct Owner {};
 
 class OdSubchannel final : public ForwardingSubchannel {
  public:
+  // `ejected`: created for an endpoint that is ejected already; the child
+  // sees TRANSIENT_FAILURE from the start and hears so through
+  // NoticeEjected(), which the creator posts.
   OdSubchannel(std::shared_ptr<Subchannel> wrapped, SubchannelStateListener child_listener,
-               std::shared_ptr<CallCounter> counter, const Owner* owner)
+               std::shared_ptr<CallCounter> counter, const Owner* owner, bool ejected)
       : ForwardingSubchannel(std::move(wrapped)),
         counter_(std::move(counter)),
         owner_(owner),
         child_listener_(std::move(child_listener)),
-        real_state_(this->wrapped()->state()) {}
+        real_state_(this->wrapped()->state()),
+        ejected_(ejected) {}
 
   // While ejected the child sees TRANSIENT_FAILURE, whatever the connection does.
   ConnectivityState state() const override {
@@ -245,9 +256,12 @@ class OdSubchannel final : public ForwardingSubchannel {
   void Eject() {
     if (ejected_) return;
     ejected_ = true;
-    Deliver(ConnectivityState::kTransientFailure,
-            grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                         "outlier_detection: " + address() + " is ejected"));
+    Deliver(ConnectivityState::kTransientFailure, EjectedStatus());
+  }
+  // The posted notice of a creation while ejected: says nothing if the
+  // endpoint was un-ejected in between (Uneject() told the child then).
+  void NoticeEjected() {
+    if (ejected_) Deliver(ConnectivityState::kTransientFailure, EjectedStatus());
   }
   // Shows the child the connection's latest state again.
   void Uneject() {
@@ -257,12 +271,26 @@ class OdSubchannel final : public ForwardingSubchannel {
   }
   bool ejected() const { return ejected_; }
 
-  // Any thread. Null for a subchannel no endpoint lists: not counted.
+  // The child is done with it: its listener hears nothing more
+  // (Helper::CreateSubchannel's contract), ejections included.
+  void Shutdown() override {
+    shut_down_ = true;
+    child_listener_ = nullptr;
+    ForwardingSubchannel::Shutdown();
+  }
+
+  // Any thread. Its address's counter, never null; the sweep reads it for
+  // whichever endpoint lists the address then (or none).
   CallCounter* counter() const { return counter_.get(); }
   const Owner* owner() const { return owner_; }
 
  private:
+  grpc::Status EjectedStatus() const {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "outlier_detection: " + address() + " is ejected");
+  }
   void Deliver(ConnectivityState state, const grpc::Status& status) {
+    if (shut_down_) return;
     SubchannelStateListener listener = child_listener_;  // it may shut us down
     if (listener) listener(state, status);
   }
@@ -273,7 +301,8 @@ class OdSubchannel final : public ForwardingSubchannel {
   SubchannelStateListener child_listener_;
   ConnectivityState real_state_;
   grpc::Status real_status_;
-  bool ejected_ = false;
+  bool ejected_;
+  bool shut_down_ = false;
 };
 
 // ---------------------------------------------------------------------------
@@ -290,7 +319,7 @@ class OdPicker final : public Picker {
       return result;
     }
     const OdSubchannel* mine = Find(result.subchannel());
-    if (mine == nullptr || mine->counter() == nullptr) return result;
+    if (mine == nullptr) return result;
     CallCounter* counter = mine->counter();
     counter->StartCall();
     CallDoneCallback& done = result.on_done();
@@ -393,12 +422,39 @@ class OutlierDetection final : public Balancer {
   }
 
  private:
+  // What OD keeps of one address: the calls of the subchannels the child
+  // created for it, and those subchannels. Counted per address, not per
+  // endpoint, because a wrapper's address never changes while its endpoint
+  // may (an update that moves the address, or changes its endpoint's
+  // address set): the sweep adds each address's counts to the endpoint that
+  // lists it then, and no counter is ever swapped under the pickers' feet.
+  // Kept while an endpoint lists the address or a subchannel for it lives.
+  struct AddressState {
+    std::shared_ptr<CallCounter> counter = CallCounter::Create();
+    std::vector<std::weak_ptr<OdSubchannel>> subchannels;
+
+    // The live wrappers; forgets released ones.
+    std::vector<std::shared_ptr<OdSubchannel>> Live() {
+      std::vector<std::shared_ptr<OdSubchannel>> live;
+      std::vector<std::weak_ptr<OdSubchannel>> kept;
+      for (auto& weak : subchannels) {
+        if (std::shared_ptr<OdSubchannel> sc = weak.lock()) {
+          live.push_back(std::move(sc));
+          kept.push_back(std::move(weak));
+        }
+      }
+      subchannels = std::move(kept);
+      return live;
+    }
+  };
+
   // What OD keeps of one endpoint.
   struct EndpointState {
-    std::shared_ptr<CallCounter> counter = CallCounter::Create();
     std::optional<Clock::time_point> ejected_at;  // set while ejected
     uint32_t multiplier = 0;
-    std::vector<std::weak_ptr<OdSubchannel>> subchannels;
+    // The addresses it lists (and no endpoint before it does), in its order;
+    // set by each update.
+    std::vector<std::shared_ptr<AddressState>> addresses;
     // The last interval's counts, during a sweep.
     uint64_t successes = 0;
     uint64_t failures = 0;
@@ -406,16 +462,11 @@ class OutlierDetection final : public Balancer {
     uint64_t volume() const { return successes + failures; }
     template <typename Fn>
     void ForEachSubchannel(Fn&& fn) {
-      // Forgets released wrappers; a callback may create or release others.
+      // Collected first: a callback may create or release subchannels.
       std::vector<std::shared_ptr<OdSubchannel>> live;
-      std::vector<std::weak_ptr<OdSubchannel>> kept;
-      for (auto& weak : subchannels) {
-        if (std::shared_ptr<OdSubchannel> sc = weak.lock()) {
-          live.push_back(sc);
-          kept.push_back(std::move(weak));
-        }
+      for (auto& address : addresses) {
+        for (auto& sc : address->Live()) live.push_back(std::move(sc));
       }
-      subchannels = std::move(kept);
       for (auto& sc : live) fn(*sc);
     }
   };
@@ -454,26 +505,28 @@ class OutlierDetection final : public Balancer {
             wrapper->OnRealState(state, status);
           }
         });
+    // An address no endpoint lists gets an entry too: counted, though for
+    // no endpoint, until an update lists it.
+    std::shared_ptr<AddressState>& entry = addresses_[address];
+    if (entry == nullptr) entry = std::make_shared<AddressState>();
     auto it = by_address_.find(address);
-    EndpointState* endpoint = it == by_address_.end() ? nullptr : it->second.get();
-    auto wrapper =
-        std::make_shared<OdSubchannel>(std::move(real), std::move(listener),
-                                       endpoint != nullptr ? endpoint->counter : nullptr, &owner_);
+    const bool ejected = it != by_address_.end() && it->second->ejected_at.has_value();
+    auto wrapper = std::make_shared<OdSubchannel>(std::move(real), std::move(listener),
+                                                  entry->counter, &owner_, ejected);
     *slot = wrapper;
-    if (endpoint != nullptr) {
-      // Released wrappers are forgotten here too, so that a child that
-      // keeps replacing its subchannels does not grow the list.
-      auto& list = endpoint->subchannels;
-      list.erase(
-          std::remove_if(list.begin(), list.end(), [](const auto& w) { return w.expired(); }),
-          list.end());
-      list.push_back(wrapper);
-      if (endpoint->ejected_at.has_value()) {
-        // Ejected already: the child hears so once it has the subchannel.
-        helper_->Post([weak = std::weak_ptr<OdSubchannel>(wrapper)] {
-          if (std::shared_ptr<OdSubchannel> sc = weak.lock()) sc->Eject();
-        });
-      }
+    // Released wrappers are forgotten here too, so that a child that keeps
+    // replacing its subchannels does not grow the list.
+    auto& list = entry->subchannels;
+    list.erase(std::remove_if(list.begin(), list.end(), [](const auto& w) { return w.expired(); }),
+               list.end());
+    list.push_back(wrapper);
+    if (ejected) {
+      // Ejected from the start; the child hears so once it has the
+      // subchannel, unless something un-ejects it first (a task posted
+      // before this one, or the child's own next steps).
+      helper_->Post([weak = std::weak_ptr<OdSubchannel>(wrapper)] {
+        if (std::shared_ptr<OdSubchannel> sc = weak.lock()) sc->NoticeEjected();
+      });
     }
     return wrapper;
   }
@@ -488,29 +541,53 @@ class OutlierDetection final : public Balancer {
 
   void Publish(BalancerState state) { helper_->UpdateState(std::move(state)); }
 
-  // A50: entries for new endpoints, none for removed ones (whose
-  // subchannels, if the child keeps any, are un-ejected and no longer
-  // counted against anyone).
+  // A50: entries for new endpoints, none for removed ones. Then every
+  // subchannel shows the ejection of the endpoint that lists its address now,
+  // as gRPC C-core re-points its wrappers: a removed endpoint's are
+  // un-ejected (and, if the child keeps them, counted for no one); one whose
+  // address moved to another endpoint, or whose endpoint changed its address
+  // set (so its key), follows that endpoint.
   void UpdateEndpoints(const std::vector<Endpoint>& endpoints) {
     std::unordered_map<std::string, std::shared_ptr<EndpointState>> next;
     std::unordered_map<std::string, std::shared_ptr<EndpointState>> by_address;
+    std::unordered_map<std::string, std::shared_ptr<AddressState>> addresses;
     for (const Endpoint& endpoint : endpoints) {
       const std::string key = EndpointKey(endpoint);
       std::shared_ptr<EndpointState>& state = next[key];
       if (state == nullptr) {
         auto old = endpoints_.find(key);
         state = old != endpoints_.end() ? old->second : std::make_shared<EndpointState>();
+        state->addresses.clear();
       }
-      for (const std::string& address : endpoint.addresses) by_address.emplace(address, state);
+      // An address two endpoints list belongs to the first.
+      for (const std::string& address : endpoint.addresses) {
+        if (!by_address.emplace(address, state).second) continue;
+        auto old = addresses_.find(address);
+        auto entry = old != addresses_.end() ? old->second : std::make_shared<AddressState>();
+        state->addresses.push_back(entry);
+        addresses.emplace(address, std::move(entry));
+      }
     }
-    for (auto& [key, state] : endpoints_) {
-      if (next.count(key) == 0 && state->ejected_at.has_value()) {
-        state->ejected_at.reset();
-        state->ForEachSubchannel([](OdSubchannel& sc) { sc.Uneject(); });
+    // Addresses no longer listed stay while the child holds subchannels for them.
+    for (auto& [address, entry] : addresses_) {
+      if (addresses.count(address) == 0 && !entry->Live().empty()) {
+        addresses.emplace(address, entry);
       }
     }
     endpoints_ = std::move(next);
     by_address_ = std::move(by_address);
+    addresses_ = std::move(addresses);
+
+    // Collected first: a callback may create or release subchannels.
+    std::vector<std::pair<std::shared_ptr<OdSubchannel>, bool>> changes;
+    for (auto& [address, entry] : addresses_) {
+      auto owner = by_address_.find(address);
+      const bool eject = owner != by_address_.end() && owner->second->ejected_at.has_value();
+      for (auto& sc : entry->Live()) {
+        if (sc->ejected() != eject) changes.emplace_back(std::move(sc), eject);
+      }
+    }
+    for (auto& [sc, eject] : changes) eject ? sc->Eject() : sc->Uneject();
   }
 
   // A50's timer start logic: the sweep runs every `interval` from the first
@@ -531,7 +608,7 @@ class OutlierDetection final : public Balancer {
     nanoseconds delay = config_->interval;
     if (!timer_start_.has_value()) {
       timer_start_ = helper_->Now();
-      for (auto& [key, state] : endpoints_) state->counter->Reset();
+      for (auto& [address, entry] : addresses_) entry->counter->Reset();
     } else {
       delay = std::max(nanoseconds(0), config_->interval - (helper_->Now() - *timer_start_));
     }
@@ -547,11 +624,20 @@ class OutlierDetection final : public Balancer {
   void OnTimer() {
     const Clock::time_point now = helper_->Now();
     timer_start_ = now;
-    for (auto& [key, state] : endpoints_) {
-      std::tie(state->successes, state->failures) = state->counter->Swap();
+    for (auto& [key, state] : endpoints_) state->successes = state->failures = 0;
+    // Every address's buckets swap, listed or not, so that one listed later
+    // starts from its next interval; the counts go to its endpoint.
+    for (auto& [address, entry] : addresses_) {
+      const auto [successes, failures] = entry->counter->Swap();
+      auto owner = by_address_.find(address);
+      if (owner == by_address_.end()) continue;
+      owner->second->successes += successes;
+      owner->second->failures += failures;
     }
-    if (config_->success_rate_ejection.has_value()) SuccessRateSweep(now);
-    if (config_->failure_percentage_ejection.has_value()) FailurePercentageSweep(now);
+    // Counted once, then kept up to date by each ejection.
+    size_t ejected = EjectedCount();
+    if (config_->success_rate_ejection.has_value()) SuccessRateSweep(now, &ejected);
+    if (config_->failure_percentage_ejection.has_value()) FailurePercentageSweep(now, &ejected);
     for (auto& [key, state] : endpoints_) {
       if (!state->ejected_at.has_value()) {
         if (state->multiplier > 0) --state->multiplier;
@@ -578,9 +664,9 @@ class OutlierDetection final : public Balancer {
   }
 
   // maxEjectionPercent: one more may be ejected while fewer than that share
-  // is; at least one may always be (A50).
-  bool MayEjectMore() const {
-    const size_t ejected = EjectedCount();
+  // of the endpoints is (`ejected` of them); at least one may always be, as in
+  // gRPC C-core.
+  bool MayEjectMore(size_t ejected) const {
     return ejected == 0 ||
            100 * static_cast<uint64_t>(ejected) <
                static_cast<uint64_t>(config_->max_ejection_percent) * endpoints_.size();
@@ -590,7 +676,8 @@ class OutlierDetection final : public Balancer {
     return std::uniform_int_distribution<uint32_t>(0, 99)(rng_) < percentage;
   }
 
-  void Eject(EndpointState& state, Clock::time_point now) {
+  void Eject(EndpointState& state, Clock::time_point now, size_t* ejected) {
+    ++*ejected;
     state.ejected_at = now;
     ++state.multiplier;
     state.ForEachSubchannel([](OdSubchannel& sc) { sc.Eject(); });
@@ -607,14 +694,14 @@ class OutlierDetection final : public Balancer {
     return out;
   }
 
-  void SuccessRateSweep(Clock::time_point now) {
+  // The mean and standard deviation are over every endpoint with enough
+  // volume, ejected ones included (A50, as gRPC C-core); an ejected one is
+  // not ejected again.
+  void SuccessRateSweep(Clock::time_point now, size_t* ejected) {
     const auto& sr = *config_->success_rate_ejection;
     std::vector<EndpointState*> enough;
     for (EndpointState* state : Candidates()) {
-      if (!state->ejected_at.has_value() && state->volume() >= sr.request_volume &&
-          state->volume() > 0) {
-        enough.push_back(state);
-      }
+      if (state->volume() >= sr.request_volume && state->volume() > 0) enough.push_back(state);
     }
     if (enough.size() < sr.minimum_hosts || enough.empty()) return;
     double mean = 0;
@@ -625,22 +712,27 @@ class OutlierDetection final : public Balancer {
     variance /= enough.size();
     const double threshold = mean - std::sqrt(variance) * (sr.stdev_factor / 1000.0);
     for (EndpointState* state : enough) {
-      if (!MayEjectMore()) return;
-      if (Rate(*state) < threshold && Enforce(sr.enforcement_percentage)) Eject(*state, now);
+      if (!MayEjectMore(*ejected)) return;
+      if (!state->ejected_at.has_value() && Rate(*state) < threshold &&
+          Enforce(sr.enforcement_percentage)) {
+        Eject(*state, now, ejected);
+      }
     }
   }
 
-  void FailurePercentageSweep(Clock::time_point now) {
+  void FailurePercentageSweep(Clock::time_point now, size_t* ejected) {
     const auto& fp = *config_->failure_percentage_ejection;
     if (endpoints_.size() < fp.minimum_hosts) return;
     for (EndpointState* state : Candidates()) {
-      if (!MayEjectMore()) return;
+      if (!MayEjectMore(*ejected)) return;
       if (state->ejected_at.has_value() || state->volume() == 0 ||
           state->volume() < fp.request_volume) {
         continue;
       }
       const double failed = 100.0 * state->failures / state->volume();
-      if (failed > fp.threshold && Enforce(fp.enforcement_percentage)) Eject(*state, now);
+      if (failed > fp.threshold && Enforce(fp.enforcement_percentage)) {
+        Eject(*state, now, ejected);
+      }
     }
   }
 
@@ -654,6 +746,8 @@ class OutlierDetection final : public Balancer {
   std::shared_ptr<const OutlierDetectionConfig> config_;
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints_;  // by EndpointKey
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> by_address_;
+  // Listed addresses, and others the child holds subchannels for.
+  std::unordered_map<std::string, std::shared_ptr<AddressState>> addresses_;
   std::optional<Clock::time_point> timer_start_;
   std::unique_ptr<Timer> timer_;
   std::mt19937_64 rng_{std::random_device{}()};

@@ -6,8 +6,10 @@
 //
 // Tracked per endpoint (its set of addresses, EndpointKey), as gRPC does since
 // gRFC A61: every subchannel of an endpoint's addresses is ejected together.
-// A subchannel belongs to the endpoint that listed its address when the child
-// created it; one for an address no endpoint lists is never ejected or counted.
+// Calls are counted per address and added up per endpoint at each sweep: a
+// subchannel belongs to whichever endpoint lists its address after the latest
+// update (as gRPC C-core re-points its wrappers); one for an address no
+// endpoint lists is never ejected, and its calls count for no endpoint.
 #ifndef LBKIT_SRC_POLICIES_OUTLIER_DETECTION_H_
 #define LBKIT_SRC_POLICIES_OUTLIER_DETECTION_H_
 

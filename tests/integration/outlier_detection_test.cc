@@ -1,7 +1,8 @@
 // Through a real channel to real backends: a policy that hands its child
 // ForwardingSubchannels still sends each call to the backend it picked; and
 // outlier_detection ejects a backend that fails half its calls, moves the
-// traffic away, and brings the backend back once its ejection time is over.
+// traffic away, and brings it back when a config with no algorithm arrives
+// (the timing of un-ejection is the unit tests', on the fake clock).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -97,6 +98,8 @@ class WrappingPolicy final : public lbkit::Balancer, private lbkit::Helper {
   }
   void Post(std::function<void()> fn) override { parent_->Post(std::move(fn)); }
   const std::string& target() const override { return parent_->target(); }
+  // Timers go to the parent: so does the clock they are measured against.
+  std::chrono::steady_clock::time_point Now() const override { return parent_->Now(); }
 
   lbkit::Helper* parent_;
   std::unique_ptr<lbkit::ChildBalancer> child_;  // last: destroyed first
@@ -167,13 +170,24 @@ TEST(OutlierDetection, AFlakyBackendIsEjectedThenComesBack) {
   ASSERT_NE(server, nullptr) << error;
   flaky.address = "127.0.0.1:" + std::to_string(port);
 
-  // Sweeps every 0.1s; a failure rate above 30% over 10 calls ejects for 1s.
-  auto channel =
-      lbkit_test::StaticChannel({a.address(), b.address(), flaky.address},
-                                R"({"loadBalancingConfig":[{"outlier_detection":{"interval":"0.1s",
-          "baseEjectionTime":"1s","maxEjectionPercent":34,
-          "failurePercentageEjection":{"threshold":30,"minimumHosts":3,"requestVolume":10},
-          "childPolicy":[{"round_robin":{}}]}}]})");
+  // Sweeps every second; a failure rate above 30% over 5 calls ejects for
+  // 300s: a loaded machine needs only ~15 calls a second to get it ejected,
+  // and it stays out for the rest of the test unless un-ejected on purpose.
+  // `config(false)` is the same with no algorithm.
+  auto config = [](bool eject) {
+    std::string algorithm = eject ? R"("failurePercentageEjection":{"threshold":30,
+        "minimumHosts":3,"requestVolume":5},)"
+                                  : "";
+    return R"({"loadBalancingConfig":[{"outlier_detection":{"interval":"1s",
+        "baseEjectionTime":"300s","maxEjectionPercent":34,)" +
+           algorithm + R"("childPolicy":[{"round_robin":{}}]}}]})";
+  };
+  auto resolver = lbkit::ManualResolver::Create();
+  const std::vector<lbkit::Endpoint> endpoints = {lbkit::Endpoint{{a.address()}},
+                                                  lbkit::Endpoint{{b.address()}},
+                                                  lbkit::Endpoint{{flaky.address}}};
+  resolver->SetInitialState({endpoints, config(true)});
+  auto channel = lbkit_test::ManualChannel(resolver);
   ASSERT_TRUE(lbkit_test::WaitForReadySubchannels(*channel, 3));
   EXPECT_EQ(channel->Snapshot().policy, "outlier_detection");
   auto stub = Echo::NewStub(channel);
@@ -197,21 +211,28 @@ TEST(OutlierDetection, AFlakyBackendIsEjectedThenComesBack) {
   EXPECT_GT(failed, 0) << "and half of that share fails";
 
   // Ejected: no call reaches it, and none fails.
-  ASSERT_TRUE(lbkit_test::WaitFor([&] {
-    batch();
-    return flaky_served == 0 && failed == 0;
-  })) << "still served "
-      << flaky_served << ", failed " << failed;
+  ASSERT_TRUE(lbkit_test::WaitFor(
+      [&] {
+        batch();
+        return flaky_served == 0 && failed == 0;
+      },
+      std::chrono::seconds(30)))
+      << "still served " << flaky_served << ", failed " << failed;
   batch();
   EXPECT_EQ(flaky_served, 0) << "traffic stays away while it is ejected";
   EXPECT_EQ(failed, 0);
 
-  // Healthy again: after its ejection time it gets traffic back.
+  // Healthy again, and a config with no algorithm un-ejects everything: it
+  // gets traffic back.
   flaky.failing = false;
-  ASSERT_TRUE(lbkit_test::WaitFor([&] {
-    batch();
-    return flaky_served > 0;
-  })) << "never un-ejected";
+  resolver->UpdateState({endpoints, config(false)});
+  ASSERT_TRUE(lbkit_test::WaitFor(
+      [&] {
+        batch();
+        return flaky_served > 0;
+      },
+      std::chrono::seconds(30)))
+      << "never un-ejected";
   EXPECT_EQ(failed, 0);
   server->Shutdown();
 }

@@ -155,6 +155,12 @@ std::vector<std::string>& RecordedStates() {
   static std::vector<std::string> log;
   return log;
 }
+// When set, the recorder's ExitIdle shuts its subchannels down (and keeps
+// them) instead of creating them afresh.
+bool& ShutdownOnExitIdle() {
+  static bool shutdown = false;
+  return shutdown;
+}
 
 class RecorderPicker final : public lbkit::Picker {
  public:
@@ -190,6 +196,10 @@ class Recorder final : public lbkit::Balancer {
   void ResolverError(const grpc::Status&) override {}
   // A test hook: drops every subchannel and creates them afresh.
   void ExitIdle() override {
+    if (ShutdownOnExitIdle()) {
+      for (const auto& [address, subchannel] : subchannels_) subchannel->Shutdown();
+      return;
+    }
     std::vector<std::string> addresses;
     for (const auto& [address, subchannel] : subchannels_) addresses.push_back(address);
     subchannels_.clear();
@@ -227,7 +237,10 @@ class RecorderBuilder final : public lbkit::BalancerBuilder {
 
 class OutlierDetectionTest : public ::testing::Test {
  protected:
-  void SetUp() override { RecordedStates().clear(); }
+  void SetUp() override {
+    RecordedStates().clear();
+    ShutdownOnExitIdle() = false;
+  }
 
   // Builds outlier_detection with `fields` (JSON object members, childPolicy
   // round_robin unless they name one) over one-address endpoints.
@@ -357,7 +370,8 @@ TEST_F(OutlierDetectionTest, MaxEjectionPercentCapsEjectionsButAllowsOne) {
                 "failurePercentageEjection":{"threshold":50,"requestVolume":5})");
   Calls(plan);
   od_->helper().AdvanceTime(seconds(1));
-  EXPECT_EQ(Reached().size(), 9u) << "A50: at least one is ejected whatever the percentage";
+  EXPECT_EQ(Reached().size(), 9u)
+      << "as gRPC C-core: at least one is ejected whatever the percentage";
 }
 
 // interval 1s, base 3s: an ejection at t=1s lasts until the sweep at t=4s.
@@ -493,6 +507,145 @@ TEST_F(OutlierDetectionTest, ASubchannelCreatedForAnEjectedEndpointStartsEjected
   EXPECT_EQ(Reached(), std::set<std::string>{"a:1"});
   od_->helper().AdvanceTime(seconds(3));
   EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1"})) << "and is un-ejected on time";
+}
+
+// An ejected endpoint's calls that end while it is ejected still count
+// toward the success-rate statistics (A50, as gRPC C-core): here they lower
+// the threshold enough that f (70%) stays; without e's 0% it would go.
+TEST_F(OutlierDetectionTest, SuccessRateStatisticsIncludeEjectedEndpoints) {
+  Start({"a:1", "b:1", "c:1", "d:1", "e:1", "f:1"},
+        R"("interval":"1s","baseEjectionTime":"30s","maxEjectionPercent":100,
+           "successRateEjection":{"requestVolume":10})");
+  // 20 calls to e, 10 of them still open at the first sweep.
+  const lbkit::testing::TestCall call;
+  std::vector<lbkit::PickResult> open_on_e;
+  for (int i = 0; i < 1000 && open_on_e.size() < 20; ++i) {
+    lbkit::PickResult result = od_->picker()->Pick(call.args());
+    ASSERT_EQ(result.kind(), lbkit::PickResult::Kind::kComplete);
+    if (result.subchannel()->address() == "e:1") {
+      open_on_e.push_back(std::move(result));
+    } else {
+      CallEnd(grpc::Status(grpc::StatusCode::CANCELLED, "lbkit: pick not used: test"))
+          .Finish(result);
+    }
+  }
+  ASSERT_EQ(open_on_e.size(), 20u);
+  const grpc::Status failed(grpc::StatusCode::UNAVAILABLE, "backend failed");
+  for (size_t i = 0; i < 10; ++i) CallEnd(failed).Finish(open_on_e[i]);
+  Calls({{"a:1", {10, 0}}, {"b:1", {10, 0}}, {"c:1", {10, 0}}, {"d:1", {10, 0}}});
+  od_->helper().AdvanceTime(seconds(1));
+  ASSERT_TRUE(Ejected("e:1"));
+
+  for (size_t i = 10; i < 20; ++i) CallEnd(failed).Finish(open_on_e[i]);
+  Calls({{"a:1", {10, 0}}, {"b:1", {10, 0}}, {"c:1", {10, 0}}, {"d:1", {10, 0}}, {"f:1", {7, 3}}});
+  od_->helper().AdvanceTime(seconds(1));
+  EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1", "c:1", "d:1", "f:1"}));
+}
+
+// The child creates a subchannel for an ejected endpoint, and before the
+// notice of its ejection runs, an update with no algorithm un-ejects
+// everything: the subchannel must not stay TRANSIENT_FAILURE.
+TEST_F(OutlierDetectionTest, AnUnejectionBeforeTheCreationNoticeWins) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecorderBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
+  const std::string recorder = R"("childPolicy":[{"od_test_recorder":{}}])";
+  Start({"a:1", "b:1"}, std::string(kFast) + "," + recorder);
+  Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
+  od_->helper().AdvanceTime(seconds(1));
+  ASSERT_TRUE(Ejected("b:1"));
+  od_->policy()->ExitIdle();  // the recorder creates both subchannels again
+  std::unique_ptr<lbkit::Balancer> unused;
+  std::shared_ptr<const lbkit::BalancerConfig> no_algorithm;
+  lbkit::testing::FakeHelper scratch;
+  ASSERT_TRUE(lbkit::testing::BuildBalancer("outlier_detection", "{" + recorder + "}", &scratch,
+                                            &unused, &no_algorithm)
+                  .ok());
+  lbkit::BalancerUpdate update = od_->Update({{"a:1", 1}, {"b:1", 1}});
+  update.config = no_algorithm;
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  od_->helper().RunPosted();
+  od_->helper().subchannel("a:1")->SetState(ConnectivityState::kReady);
+  od_->helper().subchannel("b:1")->SetState(ConnectivityState::kReady);
+  EXPECT_EQ(Reached(), (std::set<std::string>{"a:1", "b:1"})) << "b:1 must not stay ejected";
+}
+
+// Helper::CreateSubchannel's contract: no state after the child shuts the
+// subchannel down, an ejection's included.
+TEST_F(OutlierDetectionTest, AShutDownSubchannelHearsNothingMore) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecorderBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
+  Start({"a:1", "b:1"}, std::string(kFast) + R"(,"childPolicy":[{"od_test_recorder":{}}])");
+  Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
+  ShutdownOnExitIdle() = true;
+  od_->policy()->ExitIdle();  // the recorder shuts both down, and keeps them
+  RecordedStates().clear();
+  od_->helper().AdvanceTime(seconds(1));  // the sweep ejects b
+  od_->helper().AdvanceTime(seconds(3));  // and brings it back
+  od_->helper().RunPosted();
+  EXPECT_TRUE(RecordedStates().empty()) << RecordedStates().front();
+}
+
+// A pick whose metadata lbkit refused never reached the backend: neither a
+// success nor a failure of it.
+TEST_F(OutlierDetectionTest, APickWithInvalidMetadataIsNotCounted) {
+  Start({"a:1", "b:1"}, kFast);
+  const lbkit::testing::TestCall call;
+  int refused = 0;
+  for (int i = 0; i < 100 && refused < 10; ++i) {
+    lbkit::PickResult result = od_->picker()->Pick(call.args());
+    ASSERT_EQ(result.kind(), lbkit::PickResult::Kind::kComplete);
+    if (result.subchannel()->address() == "b:1") {
+      ++refused;
+      CallEnd(grpc::Status(grpc::StatusCode::INTERNAL,
+                           "lbkit: picker attached invalid metadata: key \"A\": test"))
+          .Finish(result);
+    } else {
+      CallEnd().Finish(result);
+    }
+  }
+  ASSERT_EQ(refused, 10);
+  od_->helper().AdvanceTime(seconds(1));
+  EXPECT_FALSE(Ejected("b:1"));
+}
+
+// Calls picked before the policy goes end after it: their counting outlives it.
+TEST_F(OutlierDetectionTest, CallsOutliveThePolicy) {
+  Start({"a:1", "b:1"}, kFast);
+  const lbkit::testing::TestCall call;
+  std::vector<lbkit::PickResult> open;
+  for (int i = 0; i < 10; ++i) open.push_back(od_->picker()->Pick(call.args()));
+  Restart();  // policy, helper and picker gone
+  for (lbkit::PickResult& result : open) {
+    ASSERT_TRUE(result.on_done());
+    CallEnd(grpc::Status(grpc::StatusCode::UNAVAILABLE, "after")).Finish(result);
+  }
+}
+
+// An update changes b's endpoint from {b:1, b:2} to {b:1}: a child that
+// keeps its subchannel for b:1 (the recorder does, as pick_first would) still
+// has it counted and ejected, for the new endpoint.
+TEST_F(OutlierDetectionTest, ASubchannelFollowsItsAddressToANewEndpoint) {
+  ASSERT_TRUE(
+      lbkit::RegisterBalancer(std::make_shared<RecorderBuilder>(), lbkit::OnDuplicate::kReplace)
+          .ok());
+  Start({"a:1"}, std::string(kFast) + R"(,"childPolicy":[{"od_test_recorder":{}}])");
+  lbkit::BalancerUpdate update = od_->Update({});
+  update.endpoints = {lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1", "b:2"}}};
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  od_->AllReady();
+  update.endpoints = {lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1"}}};
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  Calls({{"a:1", {4, 0}}, {"b:1", {0, 4}}});
+  od_->helper().AdvanceTime(seconds(1));
+  EXPECT_TRUE(Ejected("b:1"));
+
+  // And an ejected address moving to an endpoint that is not ejected is
+  // un-ejected with the move.
+  update.endpoints = {lbkit::Endpoint{{"a:1"}}, lbkit::Endpoint{{"b:1", "b:3"}}};
+  ASSERT_TRUE(od_->policy()->UpdateResolverState(update).ok());
+  EXPECT_FALSE(Ejected("b:1"));
 }
 
 TEST_F(OutlierDetectionTest, ARemovedEndpointForgetsItsEjection) {
