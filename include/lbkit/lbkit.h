@@ -6,6 +6,7 @@
 #include "lbkit/channel.h"            // IWYU pragma: export
 #include "lbkit/connectivity.h"       // IWYU pragma: export
 #include "lbkit/endpoint_sharding.h"  // IWYU pragma: export
+#include "lbkit/etcd.h"               // IWYU pragma: export
 #include "lbkit/picker.h"             // IWYU pragma: export
 #include "lbkit/registry.h"           // IWYU pragma: export
 #include "lbkit/resolver.h"           // IWYU pragma: export
