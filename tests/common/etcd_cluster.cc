@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <sstream>
@@ -23,7 +24,6 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
-#include "common/test_backend.h"
 #include "discovery/etcd_common.h"
 #include "etcd/rpc.grpc.pb.h"
 
@@ -89,6 +89,17 @@ std::shared_ptr<grpc::Channel> MemberChannel(const std::string& endpoint) {
 
 std::unique_ptr<etcdserverpb::KV::Stub> KvStub(const std::string& endpoint) {
   return etcdserverpb::KV::NewStub(MemberChannel(endpoint));
+}
+
+// Polls `condition` every 5 ms until it holds or `timeout_ms` passes (this
+// file is also linked into lbkit-bench, without the test support library).
+bool PollUntil(const std::function<bool()>& condition, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= deadline) return condition();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
 }
 
 void SetDeadline(grpc::ClientContext* context, int ms) {
@@ -183,7 +194,7 @@ bool EtcdCluster::StartMember(int i, bool initial) {
 
 bool EtcdCluster::WaitServing(int i, int timeout_ms) {
   auto stub = KvStub(client_endpoint(i));
-  return WaitFor(
+  return PollUntil(
              [&] {
                if (members_[i].pid <= 0) return false;
                int status = 0;
@@ -199,7 +210,7 @@ bool EtcdCluster::WaitServing(int i, int timeout_ms) {
                etcdserverpb::RangeResponse response;
                return stub->Range(&context, request, &response).ok();
              },
-             std::chrono::milliseconds(timeout_ms)) &&
+             timeout_ms) &&
          members_[i].pid > 0;
 }
 

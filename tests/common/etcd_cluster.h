@@ -4,7 +4,8 @@
 // the same ports and data, to test clients that must follow them.
 //
 // A test that needs etcd fails (never skips) when etcd is not installed:
-// scripts/install-deps.sh installs it.
+// scripts/install-deps.sh installs it. No GoogleTest here: lbkit-bench's
+// discovery scenario runs its etcd with this too.
 #ifndef LBKIT_TESTS_COMMON_ETCD_CLUSTER_H_
 #define LBKIT_TESTS_COMMON_ETCD_CLUSTER_H_
 
