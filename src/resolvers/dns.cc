@@ -628,11 +628,12 @@ class DnsResolver final : public Resolver {
       loop.Post(end);
       return;
     }
-    std::promise<void> done;
-    std::future<void> ended = done.get_future();
-    loop.Post([&end, &done] {
+    // Shared: the loop may still be inside set_value when this wait returns.
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> ended = done->get_future();
+    loop.Post([end, done] {
       end();
-      done.set_value();
+      done->set_value();
     });
     ended.wait();
   }

@@ -522,6 +522,40 @@ TEST_F(DnsChannel, ABadTxtServiceConfigIsRejectedByTheChannel) {
 
 // --- shutdown
 
+// What a channel's listener does when the channel's last reference goes
+// while it reports: the resolver is shut down (and destroyed) on the
+// lbkit-dns thread, inside the listener call.
+class ShuttingDownListener final : public lbkit::ResolverListener {
+ public:
+  void OnUpdate(lbkit::ResolverState) override { Report(); }
+  void OnError(grpc::Status) override { Report(); }
+  std::shared_ptr<lbkit::Resolver> resolver;
+  std::atomic<int> calls{0};
+
+ private:
+  void Report() {
+    ++calls;
+    std::shared_ptr<lbkit::Resolver> last = std::move(resolver);
+    if (last != nullptr) last->Shutdown();
+  }
+};
+
+TEST(DnsResolver, ShutdownInsideAListenerCallStopsIt) {
+  FakeDnsServer dns;
+  dns.SetA("self.test", {"10.0.0.1"});
+  lbkit::DnsResolverOptions options = Quick();
+  options.refresh_interval = 50ms;
+  lbkit::Target target;
+  ASSERT_TRUE(lbkit::ParseTarget(Via(dns, "self.test:1"), &target).ok());
+  auto listener = std::make_shared<ShuttingDownListener>();
+  ASSERT_TRUE(lbkit::MakeDnsResolverFactory(options)->Create(target, &listener->resolver).ok());
+  listener->resolver->Start(listener);
+  ASSERT_TRUE(WaitFor([&] { return listener->calls == 1; }));
+  EXPECT_TRUE(WaitFor([] { return !DnsThreadRunning(); })) << "no deadlock, nothing left";
+  EXPECT_EQ(listener->calls, 1) << "no refresh after Shutdown";
+  EXPECT_EQ(dns.Queries("self.test", Type::kA), 1);
+}
+
 TEST(DnsResolver, ShutdownEndsLookupsInFlightAndTheThread) {
   FakeDnsServer dns;
   dns.SetA("slow.test", {"10.0.0.1"});
