@@ -85,8 +85,9 @@ class Channel : public grpc::ChannelInterface {
 };
 
 // Creates a channel for `target` ("static:///host:port,host:port",
-// "manual:///" with options.resolver, or any registered scheme). Never returns
-// null.
+// "dns:///host:port" or "dns://DNS_SERVER/host:port" (dns_resolver.h),
+// "manual:///" with options.resolver, or any registered scheme). Never
+// returns null.
 //
 // A static target lists endpoints, comma-separated, each an address
 // ("host:port", "[v6]:port", "unix:/path") optionally followed by endpoint

@@ -5,6 +5,7 @@
 #include "lbkit/balancer.h"           // IWYU pragma: export
 #include "lbkit/channel.h"            // IWYU pragma: export
 #include "lbkit/connectivity.h"       // IWYU pragma: export
+#include "lbkit/dns_resolver.h"       // IWYU pragma: export
 #include "lbkit/endpoint_sharding.h"  // IWYU pragma: export
 #include "lbkit/etcd.h"               // IWYU pragma: export
 #include "lbkit/picker.h"             // IWYU pragma: export

@@ -1,6 +1,7 @@
 // Resolvers turn a channel's target into endpoints and, optionally, a service
-// config. lbkit ships "manual" (fed by the program) and "static" (addresses in
-// the target). Others can be registered by scheme.
+// config. lbkit ships "manual" (fed by the program), "static" (addresses in
+// the target) and "dns" (a name looked up in DNS; dns_resolver.h). Others can
+// be registered by scheme.
 //
 // Thread-safety: ManualResolver's public methods and ResolverListener's
 // methods may be called from any thread. Resolver's own methods are called by
