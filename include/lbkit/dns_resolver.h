@@ -22,8 +22,8 @@
 //   lbkit::DnsResolverOptions options;
 //   options.min_time_between_resolutions = std::chrono::seconds(5);
 //   options.enable_service_config = true;
-//   lbkit::RegisterResolverFactory(lbkit::MakeDnsResolverFactory(options),
-//                                  lbkit::OnDuplicate::kReplace);
+//   grpc::Status status = lbkit::RegisterResolverFactory(
+//       lbkit::MakeDnsResolverFactory(options), lbkit::OnDuplicate::kReplace);
 //
 // Thread-safety: MakeDnsResolverFactory and the factory it returns are
 // thread-safe; its resolvers follow the Resolver contract (resolver.h).
@@ -65,7 +65,8 @@ struct DnsResolverOptions {
 // address, ...); it never blocks or looks anything up.
 //
 // Its resolvers promise: Start returns at once (the lookup runs on the
-// lbkit-dns thread, which calls the listener); a successful lookup calls
+// lbkit-dns thread, which calls the listener; an IP literal needs no lookup
+// and is reported from Start itself, on the caller's thread); a successful lookup calls
 // OnUpdate with one single-address endpoint per address; a failed one (no
 // such name, no A or AAAA record, timeout, server failure) calls OnError with
 // UNAVAILABLE naming the name, the DNS server and the reason when there are

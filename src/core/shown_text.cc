@@ -7,7 +7,7 @@ std::string Shown(std::string_view text, size_t max) {
   std::string out;
   for (size_t i = 0; i < text.size() && i < max; ++i) {
     unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) {
+    if (c < 0x20 || c >= 0x7f) {
       static const char kHex[] = "0123456789abcdef";
       out += "\\x";
       out += kHex[c >> 4];

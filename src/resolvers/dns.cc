@@ -501,11 +501,18 @@ class Lookups {
   std::string ServiceConfigFromTxt() const {
     if (!txt_.has_value()) return "";  // no record, or no answer: no config, as in gRPC
     std::string chosen;
-    grpc::Status status = ChooseServiceConfig(*txt_, client_, &chosen);
+    grpc::Status status;
+    try {
+      status = ChooseServiceConfig(*txt_, client_, &chosen);
+    } catch (const std::exception& e) {  // nothing may unwind into c-ares
+      status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, e.what());
+    }
     if (status.ok()) return chosen;
+    // Whatever bytes the record held, the JSON string must encode: replace
+    // what is not UTF-8 rather than throw.
     return nlohmann::json("TXT record _grpc_config." + target_.host +
                           " breaks gRFC A2: " + status.error_message())
-        .dump();
+        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
 
   static constexpr std::chrono::milliseconds kInitialBackoff{1000};

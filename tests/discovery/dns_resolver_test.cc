@@ -520,6 +520,31 @@ TEST_F(DnsChannel, ABadTxtServiceConfigIsRejectedByTheChannel) {
   EXPECT_TRUE(Contains(reply, "gRFC A2")) << reply;
 }
 
+// DNS data is outside input: bytes that are not UTF-8, and a long non-ASCII
+// config cut short in an error message, must give an error, not an abort
+// (a JSON encoder throws on invalid UTF-8, and an exception thrown inside a
+// c-ares callback would end the process).
+TEST_F(DnsChannel, TxtConfigsThatAreNotUtf8OrCutInsideACharacterAreErrors) {
+  lbkit::DnsResolverOptions options = Quick();
+  options.enable_service_config = true;
+  UseOptions(options);
+  std::string euros;
+  for (int i = 0; i < 100; ++i) euros += "\xe2\x82\xac";  // U+20AC, 3 bytes each
+  for (const std::string& txt : {std::string("grpc_config=\xff"),
+                                 R"(grpc_config=[{"note":")" + euros + R"(","serviceConfig":{})"}) {
+    FakeDnsServer dns;
+    dns.SetA("odd.test", {"127.0.0.1"});
+    std::vector<std::string> strings;  // a TXT string holds at most 255 bytes
+    for (size_t at = 0; at < txt.size(); at += 255) strings.push_back(txt.substr(at, 255));
+    dns.SetTxt("_grpc_config.odd.test", {strings});
+    auto channel = Channel(Via(dns, "odd.test:1"));
+    ASSERT_TRUE(lbkit_test::WaitForChannelState(*channel, GRPC_CHANNEL_TRANSIENT_FAILURE));
+    EXPECT_TRUE(Contains(channel->Snapshot().rejected_config_error,
+                         "_grpc_config.odd.test breaks gRFC A2"))
+        << channel->Snapshot().rejected_config_error;
+  }
+}
+
 // --- shutdown
 
 // What a channel's listener does when the channel's last reference goes
