@@ -24,6 +24,10 @@
 //   (UNAVAILABLE, naming the service, the member and etcd's error); after it,
 //   the listener keeps the last endpoints and hears nothing of failures
 //   (they are traced under LBKIT_TRACE=resolver).
+// - A member that stops answering without closing its connection is noticed
+//   by the etcd channel's keepalive (EtcdMembers: 10 s, then 5 s for the
+//   ping's answer), which ends the stream as any other loss; a Range is
+//   bounded by options.request_timeout.
 // - progress_notify keeps the revision current while nothing changes, so a
 //   resumed watch rarely starts from a compacted revision.
 //
@@ -139,7 +143,7 @@ class EtcdResolver final : public Resolver {
 
   void Failed(const std::string& member, const grpc::Status& status) {
     std::string message = "etcd resolver for service \"" + Shown(target_.service) +
-                          "\": etcd member " + member + ": " + StatusText(status);
+                          "\": etcd member " + member + ": " + status.error_message();
     Trace(TraceFlag::kResolver, message);
     if (!listed_) listener_->OnError(grpc::Status(grpc::StatusCode::UNAVAILABLE, message));
   }
@@ -156,7 +160,8 @@ class EtcdResolver final : public Resolver {
     if (!Activate(&context)) return grpc::Status::CANCELLED;
     grpc::Status status = etcdserverpb::KV::NewStub(channel)->Range(&context, request, &response);
     Deactivate();
-    if (!status.ok()) return grpc::Status(status.error_code(), "Range: " + status.error_message());
+    if (!status.ok())
+      return grpc::Status(status.error_code(), "Range failed: " + StatusText(status));
     entries_.clear();
     std::set<std::string> keys;
     for (const mvccpb::KeyValue& kv : response.kvs()) {
@@ -191,6 +196,7 @@ class EtcdResolver final : public Resolver {
     create->set_progress_notify(true);
     Outcome outcome = Outcome::kFailed;
     std::string why;
+    bool ended = true;  // by etcd or the connection; false when we leave a live stream
     if (stream->Write(request)) {
       etcdserverpb::WatchResponse response;
       while (stream->Read(&response)) {
@@ -201,22 +207,23 @@ class EtcdResolver final : public Resolver {
                   response.compact_revision(), "), listing again");
             outcome = Outcome::kCompacted;
           } else {
-            why = "watch canceled: " + response.cancel_reason();
+            why = "Watch canceled: " + response.cancel_reason();
           }
+          ended = false;
           break;
         }
         if (response.created()) backoff_.Reset();
         OnWatchResponse(response);
       }
     }
-    // Either the stream ended or we leave it: cancel is harmless on an ended
-    // call and makes Finish return at once on a live one.
-    context.TryCancel();
+    // Cancelling an ended call would replace its real status with CANCELLED;
+    // a live one must be cancelled, or Finish would wait for etcd to end it.
+    if (!ended) context.TryCancel();
     grpc::Status finish = stream->Finish();
     Deactivate();
     if (ShuttingDown()) return Outcome::kShutdown;
     if (outcome == Outcome::kFailed) {
-      if (why.empty()) why = "watch ended: " + StatusText(finish);
+      if (why.empty()) why = "Watch ended: " + StatusText(finish);
       *status = grpc::Status(grpc::StatusCode::UNAVAILABLE, why);
     }
     return outcome;

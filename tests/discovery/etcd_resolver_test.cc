@@ -142,7 +142,7 @@ TEST(EtcdResolver, KeepsItsEndpointsWhileEtcdIsDownAndFollowsItAfterARestart) {
 
   etcd.Kill(0);
   // The resolver saw its watch end, and failed to watch again at least once.
-  ASSERT_TRUE(WaitFor([&] { return trace.Count({"etcd member", "watch ended"}) >= 2; }));
+  ASSERT_TRUE(WaitFor([&] { return trace.Count({"etcd member", "Watch ended"}) >= 2; }));
   auto counts = CountReplies(*stub, 20);
   EXPECT_EQ(counts.count("error"), 0u);
   EXPECT_EQ(counts[b1.address()], 10);
@@ -188,6 +188,7 @@ TEST(EtcdResolver, LosesNoUpdateWhenTheLeaderIsKilled) {
   for (int i = 0; i < etcd.size(); ++i) {
     if (i != leader) members += "," + etcd.client_endpoint(i);
   }
+  lbkit_test::TraceRecorder trace;
   auto channel = EtcdChannel("etcd://" + members + "/" + kService, kRoundRobin);
   // Addresses nothing listens on: the subchannels the channel keeps show the
   // endpoints it has.
@@ -210,6 +211,8 @@ TEST(EtcdResolver, LosesNoUpdateWhenTheLeaderIsKilled) {
     return seen == expected;
   }));
   EXPECT_EQ(seen.size(), 14u);
+  // The watch did fail over: the test did what its name says.
+  EXPECT_GE(trace.Count({"etcd member " + etcd.client_endpoint(leader), "Watch ended"}), 1);
 }
 
 TEST(EtcdResolver, ReadsValuesWrittenByGoClients) {
