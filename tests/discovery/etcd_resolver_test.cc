@@ -4,20 +4,25 @@
 // the registrar, so these tests pin down the resolver alone.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
 
 #include "common/etcd_cluster.h"
 #include "common/test_backend.h"
 #include "discovery/etcd_common.h"
 #include "echo.grpc.pb.h"
+#include "etcd/rpc.grpc.pb.h"
 #include "lbkit/channel.h"
 
 namespace lbkit {
@@ -307,6 +312,39 @@ TEST(EtcdResolver, FailsCallsNamingTheUnreachableMember) {
   EXPECT_EQ(reply.rfind("error: 14: ", 0), 0u) << reply;
   EXPECT_NE(reply.find("service \"svc\""), std::string::npos) << reply;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+// An etcd member whose Range never answers until the client gives up.
+class SilentKv final : public etcdserverpb::KV::Service {
+ public:
+  grpc::Status Range(grpc::ServerContext* context, const etcdserverpb::RangeRequest*,
+                     etcdserverpb::RangeResponse*) override {
+    ++started;
+    // Polling: the sync server API has no cancellation callback.
+    while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ++cancelled;
+    return grpc::Status::CANCELLED;
+  }
+  std::atomic<int> started{0};
+  std::atomic<int> cancelled{0};
+};
+
+TEST(EtcdResolver, ShutsDownPromptlyWhileARangeHangs) {
+  SilentKv kv;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&kv);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(port, 0);
+  auto channel =
+      EtcdChannel("etcd://127.0.0.1:" + std::to_string(port) + "/" + kService, kRoundRobin);
+  ASSERT_TRUE(WaitFor([&] { return kv.started == 1; }));
+  auto start = std::chrono::steady_clock::now();
+  channel.reset();  // shuts the resolver down: its Range is cancelled, not waited for
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_TRUE(WaitFor([&] { return kv.cancelled == 1; }));
+  server->Shutdown();
 }
 
 TEST(EtcdResolver, WaitForReadyCallsSucceedAcrossAnEtcdRestart) {
