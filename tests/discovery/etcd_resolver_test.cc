@@ -225,6 +225,28 @@ TEST(EtcdResolver, LosesNoUpdateWhenTheLeaderIsKilled) {
   EXPECT_GE(trace.Count({"etcd member " + etcd.client_endpoint(leader), "Watch ended"}), 1);
 }
 
+TEST(EtcdResolver, LeavesAMemberThatLostItsLeader) {
+  EtcdCluster etcd(3);
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1, b2;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  lbkit_test::TraceRecorder trace;
+  auto channel = EtcdChannel("etcd://" + etcd.client_endpoint(0) + "/" + kService, kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1}));
+
+  // Member 0 alone has no leader. It still runs, so only the "hasleader"
+  // metadata makes it end the watch instead of leaving it silent.
+  etcd.Kill(1);
+  etcd.Kill(2);
+  EXPECT_TRUE(WaitFor([&] { return trace.Count({"etcd member", "no leader"}) >= 1; }));
+  EXPECT_GT(CountReplies(*stub, 4)[b1.address()], 0);
+
+  ASSERT_TRUE(etcd.Restart(1));
+  ASSERT_TRUE(Eventually([&] { return Register(etcd, b2); }));
+  EXPECT_TRUE(WaitForResponders(*stub, {&b1, &b2}));
+}
+
 TEST(EtcdResolver, ReadsValuesWrittenByGoClients) {
   EtcdCluster etcd;
   ASSERT_TRUE(etcd.ok()) << etcd.error();
