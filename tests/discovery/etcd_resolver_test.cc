@@ -364,7 +364,7 @@ TEST(EtcdResolver, ShutsDownPromptlyWhileARangeHangs) {
   ASSERT_TRUE(WaitFor([&] { return kv.started == 1; }));
   auto start = std::chrono::steady_clock::now();
   channel.reset();  // shuts the resolver down: its Range is cancelled, not waited for
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   EXPECT_TRUE(WaitFor([&] { return kv.cancelled == 1; }));
   server->Shutdown();
 }
