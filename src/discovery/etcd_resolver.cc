@@ -8,8 +8,9 @@
 // a key's endpoint; a DELETE, or a value {"Op":1}, removes it; a value that
 // does not decode removes the key's endpoint and is logged once per key and
 // value. After the list, and after each watch response that changed the
-// endpoint list, the whole list (by key order, one endpoint per address set)
-// goes to the listener; an unchanged list is not reported again.
+// endpoint list, the whole list goes to the listener, by key order; an
+// address named by two keys appears once, with the first key's attributes.
+// An unchanged list is not reported again; an empty one is reported.
 //
 // Failures:
 // - A watch canceled as compacted (its start revision is gone): Range again,
@@ -28,8 +29,9 @@
 //   by the etcd channel's keepalive (EtcdMembers: 10 s, then 5 s for the
 //   ping's answer), which ends the stream as any other loss; a Range is
 //   bounded by options.request_timeout.
-// - progress_notify keeps the revision current while nothing changes, so a
-//   resumed watch rarely starts from a compacted revision.
+// - progress_notify (etcd sends one every 10 minutes by default) keeps the
+//   revision current while nothing changes, so a resumed watch rarely starts
+//   from a compacted revision.
 //
 // Threads: one thread per resolver, started by Start, runs everything with
 // gRPC's synchronous API (the blocking calls stay off the channel's control

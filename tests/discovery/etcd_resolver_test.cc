@@ -304,6 +304,27 @@ TEST(EtcdResolver, SkipsBadValuesOnceLoggedAndKeepsTheOthers) {
   EXPECT_EQ(trace.Count({"skipping key \"" + key + "\"", "Addr"}), 1);
 }
 
+TEST(EtcdResolver, ReportsAnAddressNamedByTwoKeysOnce) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1, b2;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  ASSERT_TRUE(etcd.Put("svc/alias", EncodeEtcdEndpoint(b1.address(), {})).ok());
+  ASSERT_TRUE(Register(etcd, b2).ok());
+  auto channel = EtcdChannel(etcd.Target(kService), kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1, &b2}));
+  std::multiset<std::string> addresses;
+  for (const auto& subchannel : channel->Snapshot().subchannels) {
+    addresses.insert(subchannel.address);
+  }
+  EXPECT_EQ(addresses, (std::multiset<std::string>{b1.address(), b2.address()}));
+  // Either key alone keeps the address.
+  ASSERT_TRUE(etcd.Delete("svc/alias").ok());
+  ASSERT_TRUE(Deregister(etcd, b2).ok());
+  EXPECT_TRUE(WaitForResponders(*stub, {&b1}));
+}
+
 TEST(EtcdResolver, RejectsBadTargetsAtChannelCreation) {
   for (const auto& [target, problem] : std::vector<std::pair<std::string, std::string>>{
            {"etcd:///svc", "no etcd member"},
