@@ -279,12 +279,10 @@ class EtcdResolver final : public Resolver {
   void Report() {
     std::vector<Endpoint> endpoints;
     endpoints.reserve(entries_.size());
+    // Two keys may name the same address; the first one (by key) counts.
+    std::set<std::vector<std::string>> seen;
     for (const auto& [key, endpoint] : entries_) {
-      // Two keys may name the same address; the channel wants it once.
-      bool seen = std::any_of(endpoints.begin(), endpoints.end(), [&](const Endpoint& other) {
-        return other.addresses == endpoint.addresses;
-      });
-      if (!seen) endpoints.push_back(endpoint);
+      if (seen.insert(endpoint.addresses).second) endpoints.push_back(endpoint);
     }
     if (reported_ && endpoints == last_reported_) return;
     reported_ = true;

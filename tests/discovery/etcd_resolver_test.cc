@@ -304,7 +304,7 @@ TEST(EtcdResolver, SkipsBadValuesOnceLoggedAndKeepsTheOthers) {
   EXPECT_EQ(trace.Count({"skipping key \"" + key + "\"", "Addr"}), 1);
 }
 
-TEST(EtcdResolver, ReportsAnAddressNamedByTwoKeysOnce) {
+TEST(EtcdResolver, AnAddressNamedByTwoKeysIsOneEndpoint) {
   EtcdCluster etcd;
   ASSERT_TRUE(etcd.ok()) << etcd.error();
   TestBackend b1, b2;
