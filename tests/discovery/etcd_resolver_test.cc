@@ -100,6 +100,15 @@ bool WaitForResponders(Echo::Stub& stub, const std::vector<const TestBackend*>& 
   return ok;
 }
 
+// What the etcd resolver traced, for a failure message.
+std::string ResolverTrace(const lbkit_test::TraceRecorder& trace) {
+  std::string text;
+  for (const std::string& line : trace.Lines()) {
+    if (line.find("etcd resolver") != std::string::npos) text += line + "\n";
+  }
+  return text;
+}
+
 // Retries `write` while a cluster elects a leader.
 bool Eventually(const std::function<grpc::Status()>& write) {
   return WaitFor([&] { return write().ok(); });
@@ -207,7 +216,8 @@ TEST(EtcdResolver, LosesNoUpdateWhenTheLeaderIsKilled) {
   std::set<std::string> expected;
   for (int i = 0; i < 20; ++i) {
     if (i == 6) etcd.Kill(leader);
-    ASSERT_TRUE(Eventually([&] { return Register(etcd, *backends[i]); })) << i;
+    ASSERT_TRUE(Eventually([&] { return Register(etcd, *backends[i]); })) << i << "\n"
+                                                                          << ResolverTrace(trace);
     expected.insert(backends[i]->address());
     if (i % 3 == 2) {
       ASSERT_TRUE(Eventually([&] { return Deregister(etcd, *backends[i - 1]); })) << i;
@@ -219,10 +229,12 @@ TEST(EtcdResolver, LosesNoUpdateWhenTheLeaderIsKilled) {
     seen.clear();
     for (const auto& subchannel : channel->Snapshot().subchannels) seen.insert(subchannel.address);
     return seen == expected;
-  }));
+  })) << ResolverTrace(trace);
   EXPECT_EQ(seen.size(), 14u);
   // The watch did fail over: the test did what its name says.
-  EXPECT_GE(trace.Count({"etcd member " + etcd.client_endpoint(leader), "Watch ended"}), 1);
+  EXPECT_GE(trace.Count({"etcd member " + etcd.client_endpoint(leader), "Watch ended"}), 1)
+      << "leader " << etcd.client_endpoint(leader) << "\n"
+      << ResolverTrace(trace);
 }
 
 TEST(EtcdResolver, LeavesAMemberThatLostItsLeader) {
