@@ -225,11 +225,18 @@ TEST(EtcdResolver, LosesNoUpdateWhenTheLeaderIsKilled) {
     }
   }
   std::set<std::string> seen;
-  EXPECT_TRUE(WaitFor([&] {
-    seen.clear();
-    for (const auto& subchannel : channel->Snapshot().subchannels) seen.insert(subchannel.address);
-    return seen == expected;
-  })) << ResolverTrace(trace);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        seen.clear();
+        for (const auto& subchannel : channel->Snapshot().subchannels) {
+          seen.insert(subchannel.address);
+        }
+        return seen == expected;
+      },
+      // After an election the resolver may be in a backoff of up to 6 s
+      // (max_backoff 5 s, +20%) before it watches again.
+      std::chrono::seconds(20)))
+      << ResolverTrace(trace);
   EXPECT_EQ(seen.size(), 14u);
   // The watch did fail over: the test did what its name says.
   EXPECT_GE(trace.Count({"etcd member " + etcd.client_endpoint(leader), "Watch ended"}), 1)
