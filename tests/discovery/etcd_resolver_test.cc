@@ -24,6 +24,7 @@
 #include "echo.grpc.pb.h"
 #include "etcd/rpc.grpc.pb.h"
 #include "lbkit/channel.h"
+#include "lbkit/etcd.h"
 
 namespace lbkit {
 namespace internal {
@@ -391,22 +392,57 @@ class SilentKv final : public etcdserverpb::KV::Service {
   std::atomic<int> cancelled{0};
 };
 
+// A one-member "etcd" on loopback that serves `kv` only.
+class FakeEtcd {
+ public:
+  explicit FakeEtcd(grpc::Service* kv) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(kv);
+    server_ = builder.BuildAndStart();
+    EXPECT_NE(port_, 0);
+  }
+  ~FakeEtcd() { server_->Shutdown(); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string Target() const { return "etcd://" + address() + "/" + kService; }
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
 TEST(EtcdResolver, ShutsDownPromptlyWhileARangeHangs) {
   SilentKv kv;
-  int port = 0;
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&kv);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(port, 0);
-  auto channel =
-      EtcdChannel("etcd://127.0.0.1:" + std::to_string(port) + "/" + kService, kRoundRobin);
+  FakeEtcd etcd(&kv);
+  auto channel = EtcdChannel(etcd.Target(), kRoundRobin);
   ASSERT_TRUE(WaitFor([&] { return kv.started == 1; }));
   auto start = std::chrono::steady_clock::now();
   channel.reset();  // shuts the resolver down: its Range is cancelled, not waited for
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
   EXPECT_TRUE(WaitFor([&] { return kv.cancelled == 1; }));
-  server->Shutdown();
+}
+
+TEST(EtcdResolver, IsBuiltInAndCanBeReplacedWithOtherOptions) {
+  auto builtin = FindResolverFactory("etcd");
+  ASSERT_NE(builtin, nullptr);
+  EXPECT_EQ(builtin->scheme(), "etcd");
+  EtcdResolverOptions options;
+  options.request_timeout = std::chrono::milliseconds(200);
+  ASSERT_TRUE(
+      RegisterResolverFactory(MakeEtcdResolverFactory(options), OnDuplicate::kReplace).ok());
+  SilentKv kv;
+  FakeEtcd etcd(&kv);
+  auto channel = EtcdChannel(etcd.Target(), kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  // The Range gives up after 200 ms (the default would wait 5 s).
+  std::string reply = lbkit_test::Echo(*stub, "hi", std::chrono::seconds(3));
+  EXPECT_EQ(reply.rfind("error: 14: ", 0), 0u) << reply;
+  EXPECT_NE(reply.find("etcd member " + etcd.address() + ": Range failed: gRPC status 4"),
+            std::string::npos)
+      << reply;
+  channel.reset();
+  // Other tests of this process get the built-in back.
+  ASSERT_TRUE(RegisterResolverFactory(builtin, OnDuplicate::kReplace).ok());
 }
 
 TEST(EtcdResolver, WaitForReadyCallsSucceedAcrossAnEtcdRestart) {
