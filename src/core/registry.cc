@@ -8,6 +8,7 @@
 #include "core/exception_text.h"
 #include "core/shown_text.h"
 #include "lbkit/dns_resolver.h"
+#include "lbkit/etcd.h"
 #include "lbkit/resolver.h"
 #include "policies/least_request.h"
 #include "policies/outlier_detection.h"
@@ -82,6 +83,8 @@ Registry<ResolverFactory>& Resolvers() {
     r->Add(fixed->scheme(), fixed, /*replace=*/false);
     auto dns = MakeDnsResolverFactory();
     r->Add(dns->scheme(), dns, /*replace=*/false);
+    auto etcd = MakeEtcdResolverFactory();
+    r->Add(etcd->scheme(), etcd, /*replace=*/false);
     return r;
   }();
   return *registry;
