@@ -109,7 +109,7 @@ TEST(RegisterResolverFactory, RefusesANullFactoryAndSchemesNoTargetCouldName) {
 }
 
 TEST(RegisterResolverFactory, RefusesADuplicateSchemeBuiltInsIncluded) {
-  for (const char* scheme : {"static", "manual", "dns"}) {
+  for (const char* scheme : {"static", "manual", "dns", "etcd"}) {
     auto builtin = lbkit::FindResolverFactory(scheme);
     grpc::Status status = lbkit::RegisterResolverFactory(std::make_shared<NamedFactory>(scheme));
     EXPECT_EQ(status.error_code(), grpc::StatusCode::ALREADY_EXISTS) << scheme;
