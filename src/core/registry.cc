@@ -7,6 +7,7 @@
 
 #include "core/exception_text.h"
 #include "core/shown_text.h"
+#include "lbkit/etcd.h"
 #include "lbkit/resolver.h"
 #include "policies/least_request.h"
 #include "policies/outlier_detection.h"
@@ -79,6 +80,8 @@ Registry<ResolverFactory>& Resolvers() {
     r->Add(manual->scheme(), manual, /*replace=*/false);
     auto fixed = internal::MakeStaticResolverFactory();
     r->Add(fixed->scheme(), fixed, /*replace=*/false);
+    auto etcd = MakeEtcdResolverFactory();
+    r->Add(etcd->scheme(), etcd, /*replace=*/false);
     return r;
   }();
   return *registry;

@@ -193,6 +193,9 @@ std::shared_ptr<grpc::Channel> EtcdMembers::Current(std::string* address) {
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     // Without calls no pings: etcd would answer them with GOAWAY.
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+    // A service with many endpoints lists them in one Range response, which
+    // may exceed gRPC's default 4 MB receive limit.
+    args.SetMaxReceiveMessageSize(-1);
     channel =
         grpc::CreateCustomChannel(members_[current_], grpc::InsecureChannelCredentials(), args);
   }

@@ -86,7 +86,8 @@ class EtcdBackoff {
 // The members of one etcd cluster and a gRPC channel to each, made on first
 // use. The channels are plain gRPC channels (never through lbkit), with
 // reconnection backoff bounded by `max_backoff` so a restarted member is
-// found again quickly, and keepalive so a silent one is noticed.
+// found again quickly, keepalive so a silent one is noticed, and no limit on
+// the size of a received message (a large Range).
 // Thread-safe.
 class EtcdMembers {
  public:

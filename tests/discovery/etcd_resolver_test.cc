@@ -1,0 +1,345 @@
+// The "etcd" resolver (src/discovery/etcd_resolver.cc) against real etcd
+// members (EtcdCluster), with real lbkit channels and echo backends. Keys are
+// written directly (EncodeEtcdEndpoint, or etcdctl as Go would), never through
+// the registrar, so these tests pin down the resolver alone.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <grpcpp/security/credentials.h>
+
+#include "common/etcd_cluster.h"
+#include "common/test_backend.h"
+#include "discovery/etcd_common.h"
+#include "echo.grpc.pb.h"
+#include "lbkit/channel.h"
+
+namespace lbkit {
+namespace internal {
+namespace {
+
+using grpc::examples::echo::Echo;
+using lbkit_test::EtcdCluster;
+using lbkit_test::TestBackend;
+using lbkit_test::WaitFor;
+
+constexpr char kRoundRobin[] = R"({"loadBalancingConfig":[{"round_robin":{}}]})";
+// random honours endpoint weights: how the tests see a weight arrive.
+constexpr char kRandom[] = R"({"loadBalancingConfig":[{"random":{}}]})";
+constexpr char kService[] = "svc";
+
+std::shared_ptr<Channel> EtcdChannel(const std::string& target, const std::string& config) {
+  ChannelOptions options;
+  options.default_service_config = config;
+  grpc::Status status;
+  auto channel = CreateChannel(target, grpc::InsecureChannelCredentials(), options, &status);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return channel;
+}
+
+grpc::Status Register(EtcdCluster& etcd, const TestBackend& backend,
+                      const EndpointAttributes& attributes = {}) {
+  return etcd.Put(EtcdEndpointKey(kService, backend.address()),
+                  EncodeEtcdEndpoint(backend.address(), attributes));
+}
+
+grpc::Status Deregister(EtcdCluster& etcd, const TestBackend& backend) {
+  return etcd.Delete(EtcdEndpointKey(kService, backend.address()));
+}
+
+// Replies per backend address over `calls` calls; failed calls count under
+// "error".
+std::map<std::string, int> CountReplies(Echo::Stub& stub, int calls) {
+  std::map<std::string, int> counts;
+  for (int i = 0; i < calls; ++i) {
+    std::string reply = lbkit_test::Echo(stub, "hi");
+    size_t from = reply.rfind("(from ");
+    if (reply.rfind("error", 0) == 0 || from == std::string::npos) {
+      ++counts["error"];
+    } else {
+      ++counts[reply.substr(from + 6, reply.size() - from - 7)];
+    }
+  }
+  return counts;
+}
+
+std::set<std::string> Responders(Echo::Stub& stub, int calls) {
+  std::set<std::string> responders;
+  for (const auto& [address, count] : CountReplies(stub, calls)) responders.insert(address);
+  return responders;
+}
+
+// Waits until `calls` calls reach exactly `backends`, and fail none.
+bool WaitForResponders(Echo::Stub& stub, const std::vector<const TestBackend*>& backends,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+  std::set<std::string> expected;
+  for (const TestBackend* backend : backends) expected.insert(backend->address());
+  std::set<std::string> seen;
+  bool ok = WaitFor(
+      [&] {
+        seen = Responders(stub, static_cast<int>(6 * expected.size()));
+        return seen == expected;
+      },
+      timeout);
+  if (!ok) {
+    std::string text;
+    for (const auto& address : seen) text += address + " ";
+    ADD_FAILURE() << "calls reached: " << text;
+  }
+  return ok;
+}
+
+// Retries `write` while a cluster elects a leader.
+bool Eventually(const std::function<grpc::Status()>& write) {
+  return WaitFor([&] { return write().ok(); });
+}
+
+TEST(EtcdResolver, DiscoversAddedRemovedAndReweighedBackends) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1, b2, b3;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  ASSERT_TRUE(Register(etcd, b2).ok());
+  auto channel = EtcdChannel(etcd.Target(kService), kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1, &b2}));
+
+  ASSERT_TRUE(Register(etcd, b3).ok());
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1, &b2, &b3}));
+
+  ASSERT_TRUE(Deregister(etcd, b1).ok());
+  ASSERT_TRUE(WaitForResponders(*stub, {&b2, &b3}));
+  EXPECT_EQ(CountReplies(*stub, 30).count(b1.address()), 0u);
+
+  // A weight change is the same key written again: it must reach the policy.
+  auto weighted = EtcdChannel(etcd.Target(kService), kRandom);
+  auto weighted_stub = Echo::NewStub(weighted);
+  ASSERT_TRUE(WaitForResponders(*weighted_stub, {&b2, &b3}));
+  EndpointAttributes heavy;
+  heavy.weight = 1000;
+  ASSERT_TRUE(Register(etcd, b3, heavy).ok());
+  // Equal weights give b3 about 100 of 200 calls; 1000:1 gives it 190 or
+  // more with probability above 0.99999.
+  EXPECT_TRUE(WaitFor([&] { return CountReplies(*weighted_stub, 200)[b3.address()] >= 190; }));
+
+  // No endpoint left is news too: the channel drops them all.
+  ASSERT_TRUE(Deregister(etcd, b2).ok());
+  ASSERT_TRUE(Deregister(etcd, b3).ok());
+  EXPECT_TRUE(WaitFor([&] { return channel->Snapshot().subchannels.empty(); }));
+}
+
+TEST(EtcdResolver, KeepsItsEndpointsWhileEtcdIsDownAndFollowsItAfterARestart) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1, b2, b3;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  ASSERT_TRUE(Register(etcd, b2).ok());
+  lbkit_test::TraceRecorder trace;
+  auto channel = EtcdChannel(etcd.Target(kService), kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1, &b2}));
+
+  etcd.Kill(0);
+  // The resolver saw its watch end, and failed to watch again at least once.
+  ASSERT_TRUE(WaitFor([&] { return trace.Count({"etcd member", "Watch ended"}) >= 2; }));
+  auto counts = CountReplies(*stub, 20);
+  EXPECT_EQ(counts.count("error"), 0u);
+  EXPECT_GT(counts[b1.address()], 0);
+  EXPECT_GT(counts[b2.address()], 0);
+  EXPECT_EQ(channel->Snapshot().last_error, "");
+
+  ASSERT_TRUE(etcd.Restart(0));
+  ASSERT_TRUE(Register(etcd, b3).ok());
+  EXPECT_TRUE(WaitForResponders(*stub, {&b1, &b2, &b3}));
+}
+
+TEST(EtcdResolver, ListsAgainWhenItsResumedWatchIsCompacted) {
+  EtcdCluster etcd(3);
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1, b2, b3;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  ASSERT_TRUE(Register(etcd, b2).ok());
+  lbkit_test::TraceRecorder trace;
+  // Only member 0: while it is down the resolver cannot move on.
+  auto channel = EtcdChannel("etcd://" + etcd.client_endpoint(0) + "/" + kService, kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1, &b2}));
+
+  etcd.Kill(0);
+  ASSERT_TRUE(Eventually([&] { return Deregister(etcd, b1); }));
+  ASSERT_TRUE(Eventually([&] { return Register(etcd, b3); }));
+  ASSERT_TRUE(Eventually([&] { return etcd.Compact(); }));
+  EXPECT_EQ(trace.Count({"compacted"}), 0);
+  ASSERT_TRUE(etcd.Restart(0));
+
+  EXPECT_TRUE(WaitForResponders(*stub, {&b2, &b3}));
+  EXPECT_GE(trace.Count({"etcd resolver", "compacted", "listing again"}), 1);
+}
+
+TEST(EtcdResolver, LosesNoUpdateWhenTheLeaderIsKilled) {
+  EtcdCluster etcd(3);
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  int leader = etcd.Leader();
+  ASSERT_GE(leader, 0);
+  // The leader first, so that the resolver watches through it and must fail
+  // over when it dies.
+  std::string members = etcd.client_endpoint(leader);
+  for (int i = 0; i < etcd.size(); ++i) {
+    if (i != leader) members += "," + etcd.client_endpoint(i);
+  }
+  lbkit_test::TraceRecorder trace;
+  auto channel = EtcdChannel("etcd://" + members + "/" + kService, kRoundRobin);
+  // Addresses nothing listens on: the subchannels the channel keeps show the
+  // endpoints it has.
+  std::vector<std::unique_ptr<TestBackend>> backends;
+  for (int i = 0; i < 20; ++i) backends.push_back(TestBackend::Reserved());
+  std::set<std::string> expected;
+  for (int i = 0; i < 20; ++i) {
+    if (i == 6) etcd.Kill(leader);
+    ASSERT_TRUE(Eventually([&] { return Register(etcd, *backends[i]); })) << i;
+    expected.insert(backends[i]->address());
+    if (i % 3 == 2) {
+      ASSERT_TRUE(Eventually([&] { return Deregister(etcd, *backends[i - 1]); })) << i;
+      expected.erase(backends[i - 1]->address());
+    }
+  }
+  std::set<std::string> seen;
+  EXPECT_TRUE(WaitFor([&] {
+    seen.clear();
+    for (const auto& subchannel : channel->Snapshot().subchannels) seen.insert(subchannel.address);
+    return seen == expected;
+  }));
+  EXPECT_EQ(seen.size(), 14u);
+  // The watch did fail over: the test did what its name says.
+  EXPECT_GE(trace.Count({"etcd member " + etcd.client_endpoint(leader), "Watch ended"}), 1);
+}
+
+TEST(EtcdResolver, ReadsValuesWrittenByGoClients) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1, b2;
+  // etcd's naming package (Op 0, weight as a string), then etcd 3.5's
+  // endpoints package (no Op).
+  ASSERT_EQ(
+      etcd.Etcdctl({"put", EtcdEndpointKey(kService, b1.address()),
+                    R"({"Op":0,"Addr":")" + b1.address() + R"(","Metadata":{"weight":"2"}})"}),
+      0);
+  ASSERT_EQ(etcd.Etcdctl({"put", EtcdEndpointKey(kService, b2.address()),
+                          R"({"Addr":")" + b2.address() + R"(","Metadata":{"zone":"eu"}})"}),
+            0);
+  auto channel = EtcdChannel(etcd.Target(kService), kRandom);
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1, &b2}));
+  // Weight 2 against 1: b1 gets about 800 of 1200 calls (sd 16); equal
+  // weights would give it about 600.
+  auto counts = CountReplies(*stub, 1200);
+  EXPECT_EQ(counts.count("error"), 0u);
+  EXPECT_GT(counts[b1.address()], 700);
+  EXPECT_LT(counts[b1.address()], 900);
+
+  // The naming package's Delete: a value with "Op":1.
+  ASSERT_EQ(etcd.Etcdctl({"put", EtcdEndpointKey(kService, b2.address()),
+                          R"({"Op":1,"Addr":")" + b2.address() + R"("})"}),
+            0);
+  EXPECT_TRUE(WaitForResponders(*stub, {&b1}));
+}
+
+TEST(EtcdResolver, SkipsBadValuesOnceLoggedAndKeepsTheOthers) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1, b2;
+  lbkit_test::TraceRecorder trace;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  ASSERT_TRUE(etcd.Put("svc/bad1", "not json").ok());
+  ASSERT_TRUE(etcd.Put("svc/bad2", R"({"Addr":"127.0.0.1:99999"})").ok());
+  auto channel = EtcdChannel(etcd.Target(kService), kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1}));
+  EXPECT_EQ(trace.Count({"skipping key \"svc/bad1\"", "not JSON"}), 1);
+  EXPECT_EQ(trace.Count({"skipping key \"svc/bad2\"", "port"}), 1);
+
+  // Other updates do not log the same bad values again.
+  ASSERT_TRUE(Register(etcd, b2).ok());
+  ASSERT_TRUE(WaitForResponders(*stub, {&b1, &b2}));
+  EXPECT_EQ(trace.Count({"skipping key \"svc/bad1\""}), 1);
+  EXPECT_EQ(trace.Count({"skipping key \"svc/bad2\""}), 1);
+
+  // A good key turned bad loses its endpoint.
+  ASSERT_TRUE(etcd.Put(EtcdEndpointKey(kService, b1.address()), "{}").ok());
+  ASSERT_TRUE(WaitForResponders(*stub, {&b2}));
+  std::string key = EtcdEndpointKey(kService, b1.address());
+  EXPECT_EQ(trace.Count({"skipping key \"" + key + "\"", "Addr"}), 1);
+}
+
+TEST(EtcdResolver, RejectsBadTargetsAtChannelCreation) {
+  for (const auto& [target, problem] : std::vector<std::pair<std::string, std::string>>{
+           {"etcd:///svc", "no etcd member"},
+           {"etcd://127.0.0.1:2379/", "no service name"},
+           {"etcd://127.0.0.1/svc", "no port"},
+           {"etcd://127.0.0.1:2379,,127.0.0.1:2380/svc", "empty etcd member"}}) {
+    grpc::Status status;
+    auto channel =
+        CreateChannel(target, grpc::InsecureChannelCredentials(), ChannelOptions(), &status);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << target;
+    EXPECT_NE(status.error_message().find(problem), std::string::npos)
+        << target << ": " << status.error_message();
+  }
+}
+
+TEST(EtcdResolver, FailsCallsNamingTheUnreachableMember) {
+  auto nothing = TestBackend::Reserved();  // a port nothing listens on
+  auto channel = EtcdChannel("etcd://" + nothing->address() + "/" + kService, kRoundRobin);
+  auto stub = Echo::NewStub(channel);
+  auto start = std::chrono::steady_clock::now();
+  std::string reply;
+  // The first call may come before the first failed Range: it then waits for
+  // it, never longer than its deadline.
+  ASSERT_TRUE(WaitFor([&] {
+    reply = lbkit_test::Echo(*stub, "hi", std::chrono::seconds(5));
+    return reply.find("etcd member " + nothing->address()) != std::string::npos;
+  }));
+  EXPECT_EQ(reply.rfind("error: 14: ", 0), 0u) << reply;
+  EXPECT_NE(reply.find("service \"svc\""), std::string::npos) << reply;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(EtcdResolver, WaitForReadyCallsSucceedAcrossAnEtcdRestart) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  auto before = EtcdChannel(etcd.Target(kService), kRoundRobin);
+  auto before_stub = Echo::NewStub(before);
+  ASSERT_TRUE(WaitForResponders(*before_stub, {&b1}));
+
+  etcd.Kill(0);
+  // A channel made while etcd is down has no endpoints until it is back.
+  auto during = EtcdChannel(etcd.Target(kService), kRoundRobin);
+  auto during_stub = Echo::NewStub(during);
+  std::vector<std::future<std::string>> calls;
+  for (int i = 0; i < 4; ++i) {
+    for (Echo::Stub* stub : {before_stub.get(), during_stub.get()}) {
+      calls.push_back(std::async(std::launch::async, [stub] {
+        return lbkit_test::Echo(*stub, "hi", std::chrono::seconds(30), /*wait_for_ready=*/true);
+      }));
+    }
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return during->Snapshot().last_error.find("etcd member") != std::string::npos;
+  })) << during->Snapshot().last_error;
+  ASSERT_TRUE(etcd.Restart(0));
+  for (auto& call : calls) {
+    std::string reply = call.get();
+    EXPECT_NE(reply.find("(from " + b1.address() + ")"), std::string::npos) << reply;
+  }
+}
+
+}  // namespace
+}  // namespace internal
+}  // namespace lbkit
