@@ -31,8 +31,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -342,35 +344,61 @@ struct Listeners {
   ~Listeners() { server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
 };
 
+// Writes registrations to etcd. A step's writes go out together (gRPC's
+// callback API) and the step waits for all of them: one at a time, each
+// waiting for etcd's commit, they could not keep up with the churn.
 class Writer {
  public:
+  struct Op {
+    std::string address;
+    bool add = false;
+  };
   explicit Writer(const std::string& etcd)
       : kv_(etcdserverpb::KV::NewStub(
             grpc::CreateChannel(etcd, grpc::InsecureChannelCredentials()))) {}
-  void Put(const std::string& address) {
-    etcdserverpb::PutRequest request;
-    request.set_key(lbkit::internal::EtcdEndpointKey(kService, address));
-    request.set_value(lbkit::internal::EncodeEtcdEndpoint(address, {}));
-    etcdserverpb::PutResponse response;
-    Check(kv_->Put(Context().get(), request, &response), "put");
-  }
-  void Delete(const std::string& address) {
-    etcdserverpb::DeleteRangeRequest request;
-    request.set_key(lbkit::internal::EtcdEndpointKey(kService, address));
-    etcdserverpb::DeleteRangeResponse response;
-    Check(kv_->DeleteRange(Context().get(), request, &response), "delete");
+
+  // Sends every op (calling `before(op)` just before sending it), waits for
+  // all, throws on the first failure.
+  void Write(const std::vector<Op>& ops, const std::function<void(const Op&)>& before) {
+    struct Call {
+      grpc::ClientContext context;
+      etcdserverpb::PutRequest put;
+      etcdserverpb::PutResponse put_response;
+      etcdserverpb::DeleteRangeRequest del;
+      etcdserverpb::DeleteRangeResponse del_response;
+    };
+    std::vector<std::unique_ptr<Call>> calls;
+    std::mutex mu;
+    std::condition_variable done_cv;
+    size_t done = 0;
+    std::string error;
+    auto finish = [&](const grpc::Status& status) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!status.ok() && error.empty()) error = status.error_message();
+      ++done;
+      done_cv.notify_all();
+    };
+    for (const Op& op : ops) {
+      calls.push_back(std::make_unique<Call>());
+      Call& call = *calls.back();
+      call.context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      const std::string key = lbkit::internal::EtcdEndpointKey(kService, op.address);
+      before(op);
+      if (op.add) {
+        call.put.set_key(key);
+        call.put.set_value(lbkit::internal::EncodeEtcdEndpoint(op.address, {}));
+        kv_->async()->Put(&call.context, &call.put, &call.put_response, finish);
+      } else {
+        call.del.set_key(key);
+        kv_->async()->DeleteRange(&call.context, &call.del, &call.del_response, finish);
+      }
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    done_cv.wait(lock, [&] { return done == ops.size(); });
+    if (!error.empty()) throw std::runtime_error("etcd write: " + error);
   }
 
  private:
-  static std::unique_ptr<grpc::ClientContext> Context() {
-    auto context = std::make_unique<grpc::ClientContext>();
-    context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    return context;
-  }
-  static void Check(const grpc::Status& status, const char* what) {
-    if (!status.ok())
-      throw std::runtime_error(std::string("etcd ") + what + ": " + status.error_message());
-  }
   std::unique_ptr<etcdserverpb::KV::Stub> kv_;
 };
 
@@ -478,29 +506,23 @@ RunResult Run(const std::string& name, const std::string& target, const Flags& f
       const int this_step =
           static_cast<int>((step_index + 1) * per_second / 10 - step_index * per_second / 10);
       ++step_index;
-      std::vector<std::string> leaving;
-      for (int i = 0; i < this_step && !registered.empty(); ++i) {
-        size_t at = std::uniform_int_distribution<size_t>(0, registered.size() - 1)(random);
-        leaving.push_back(registered[at]);
-        registered[at] = registered.back();
-        registered.pop_back();
+      // Taken out of both lists first, so that no address leaves and comes
+      // back within one step (its two writes would race).
+      auto take = [&random](std::vector<std::string>& from) {
+        size_t at = std::uniform_int_distribution<size_t>(0, from.size() - 1)(random);
+        std::string address = std::move(from[at]);
+        from[at] = std::move(from.back());
+        from.pop_back();
+        return address;
+      };
+      std::vector<Writer::Op> ops;
+      for (int i = 0; i < this_step && !registered.empty() && !out.empty(); ++i) {
+        ops.push_back({take(out), true});
+        ops.push_back({take(registered), false});
       }
-      for (int i = 0; i < this_step && !out.empty(); ++i) {
-        size_t at = std::uniform_int_distribution<size_t>(0, out.size() - 1)(random);
-        std::string coming = out[at];
-        out[at] = out.back();
-        out.pop_back();
-        tracker->Wrote(coming, true);
-        writer->Put(coming);
-        registered.push_back(coming);
-        ++result.writes;
-      }
-      for (const std::string& address : leaving) {
-        tracker->Wrote(address, false);
-        writer->Delete(address);
-        out.push_back(address);
-        ++result.writes;
-      }
+      for (const Writer::Op& op : ops) (op.add ? registered : out).push_back(op.address);
+      writer->Write(ops, [&](const Writer::Op& op) { tracker->Wrote(op.address, op.add); });
+      result.writes += ops.size();
     }
     std::this_thread::sleep_until(next);
   }
@@ -615,7 +637,9 @@ int RunDiscovery(int argc, char** argv) {
   std::vector<std::string> registered(listeners.addresses.begin(),
                                       listeners.addresses.begin() + flags.endpoints);
   Writer writer(etcd.client_endpoint(0));
-  for (const std::string& address : registered) writer.Put(address);
+  std::vector<Writer::Op> initial;
+  for (const std::string& address : registered) initial.push_back({address, true});
+  writer.Write(initial, [](const Writer::Op&) {});
   std::printf(
       "discovery: etcd on %s, %d endpoints registered of %zu listeners, churn %d%%/s "
       "(%d writes/s each way), %d callers, %s per run\n",
