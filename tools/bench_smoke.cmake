@@ -13,7 +13,8 @@ if(MODE STREQUAL "flags")
               "--scenario;nope" "--scenario=slow-backend" "--scenario;slow-backend;--rate;0"
               "--scenario;slow-backend;--experiments;slow,fast" "--scenario;slow-backend;--delay"
               "--scenario;ring-hash-movement;--endpoints;1"
-              "--scenario;ring-hash-movement;--keys;many")
+              "--scenario;ring-hash-movement;--keys;many"
+              "--scenario;discovery;--endpoints;1" "--scenario;discovery;--churn;101")
     execute_process(COMMAND ${BENCH} ${bad} RESULT_VARIABLE rc OUTPUT_VARIABLE out
                     ERROR_VARIABLE err TIMEOUT 30)
     if(NOT rc EQUAL 2 OR NOT err MATCHES "^lbkit-bench: .*--help")
@@ -25,7 +26,7 @@ if(MODE STREQUAL "flags")
   if(NOT rc EQUAL 0 OR NOT out MATCHES "usage: lbkit-bench")
     message(FATAL_ERROR "lbkit-bench --help: status ${rc}:\n${out}")
   endif()
-  foreach(scenario slow-backend ring-hash-movement)
+  foreach(scenario slow-backend ring-hash-movement discovery)
     execute_process(COMMAND ${BENCH} --scenario ${scenario} --help RESULT_VARIABLE rc
                     OUTPUT_VARIABLE out TIMEOUT 30)
     if(NOT rc EQUAL 0 OR NOT out MATCHES "usage: lbkit-bench --scenario ${scenario}")
@@ -76,6 +77,30 @@ if(MODE STREQUAL "scenarios")
   string(JSON n LENGTH "${json}" results)
   if(NOT n EQUAL 2)
     message(FATAL_ERROR "${JSON}: ${n} results, expected 2")
+  endif()
+  # A real etcd member, 50 endpoints churning: no failed call (the exit
+  # status says so), every write reflected, every figure written.
+  execute_process(
+    COMMAND ${BENCH} --scenario discovery --endpoints 50 --churn 20 --duration 2s --threads 2
+            --json ${JSON}
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  message(STATUS "${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "lbkit-bench --scenario discovery exited with ${rc}\n${out}\n${err}")
+  endif()
+  file(READ ${JSON} json)
+  foreach(run etcd_churn static_baseline)
+    foreach(field calls failed_calls all_ready_seconds process_cpu_seconds_per_second)
+      string(JSON value ERROR_VARIABLE error GET "${json}" ${run} ${field})
+      if(error)
+        message(FATAL_ERROR "${JSON}: ${run} has no ${field}: ${error}")
+      endif()
+    endforeach()
+  endforeach()
+  string(JSON unreflected GET "${json}" etcd_churn unreflected_writes)
+  string(JSON puts GET "${json}" etcd_churn put_to_picker count)
+  if(NOT unreflected EQUAL 0 OR puts EQUAL 0)
+    message(FATAL_ERROR "${JSON}: ${unreflected} writes not reflected, ${puts} puts measured")
   endif()
   message(STATUS "lbkit-bench scenarios ran and wrote every experiment and row")
   return()

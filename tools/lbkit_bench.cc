@@ -26,6 +26,7 @@
 //   lbkit-bench --json results.json
 //   lbkit-bench --scenario slow-backend         # tools/slow_backend.cc
 //   lbkit-bench --scenario ring-hash-movement   # tools/ring_hash_movement.cc
+//   lbkit-bench --scenario discovery            # tools/discovery_bench.cc
 //
 // Run with --help for every flag.
 #include <sys/resource.h>
@@ -141,6 +142,8 @@ Other scenarios (each with its own --help):
                                  load: native round_robin against lbkit's policies
   --scenario ring-hash-movement  the share of keys ring_hash moves when one of
                                  N backends goes
+  --scenario discovery           endpoints in etcd, churning, under wait-for-ready
+                                 calls: failed calls, etcd write to picker, CPU
 )";
 
 Flags ParseFlags(int argc, char** argv) {

@@ -14,12 +14,14 @@ int RunScenario(int argc, char** argv) {
     if (flag != "--scenario") {
       throw UsageError("write the scenario as \"--scenario NAME\", got \"" + flag + "\"");
     }
-    if (argc < 3) throw UsageError("--scenario: missing value (slow-backend, ring-hash-movement)");
+    if (argc < 3)
+      throw UsageError("--scenario: missing value (slow-backend, ring-hash-movement, discovery)");
     const std::string name = argv[2];
     if (name == "slow-backend") return RunSlowBackend(argc, argv);
     if (name == "ring-hash-movement") return RunRingHashMovement(argc, argv);
+    if (name == "discovery") return RunDiscovery(argc, argv);
     throw UsageError("--scenario: unknown scenario \"" + name +
-                     "\" (choose from slow-backend, ring-hash-movement)");
+                     "\" (choose from slow-backend, ring-hash-movement, discovery)");
   } catch (const UsageError& e) {
     std::cerr << "lbkit-bench: " << e.what() << "\n(see lbkit-bench --help)\n";
     return 2;

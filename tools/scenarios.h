@@ -2,6 +2,7 @@
 //
 //   lbkit-bench --scenario slow-backend [flags]        tools/slow_backend.cc
 //   lbkit-bench --scenario ring-hash-movement [flags]  tools/ring_hash_movement.cc
+//   lbkit-bench --scenario discovery [flags]           tools/discovery_bench.cc
 //
 // Each parses argv from argv[3] (argv[1..2] name the scenario; "--scenario=X"
 // is not accepted, so that the flags always start at argv[3]).
@@ -16,6 +17,7 @@ int RunScenario(int argc, char** argv);
 
 int RunSlowBackend(int argc, char** argv);
 int RunRingHashMovement(int argc, char** argv);
+int RunDiscovery(int argc, char** argv);
 
 }  // namespace lbkit_bench
 

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -151,24 +154,62 @@ class ClientConn::RootHelper final : public Helper {
   size_t live_hint_ = 0;
 };
 
-// The channel's ResolverListener: hops onto the serializer.
-class ClientConn::Listener final : public ResolverListener {
+// The channel's ResolverListener: hops onto the serializer. Resolver events
+// apply in the order they came, but an update followed by another update
+// before the serializer got to it is replaced by the newer one: each update
+// carries the whole state, so a resolver reporting faster than the channel
+// can apply (a thousand etcd endpoints churning) costs one application per
+// serializer turn instead of a backlog of stale lists.
+class ClientConn::Listener final : public ResolverListener,
+                                   public std::enable_shared_from_this<ClientConn::Listener> {
  public:
   explicit Listener(std::weak_ptr<ClientConn> conn) : conn_(std::move(conn)) {}
-  void OnUpdate(ResolverState state) override {
-    if (std::shared_ptr<ClientConn> conn = conn_.lock()) {
-      conn->serializer_->Run(
-          [conn, state = std::move(state)]() mutable { conn->OnResolverUpdate(std::move(state)); });
-    }
-  }
+  void OnUpdate(ResolverState state) override { Add(Event{std::move(state), grpc::Status::OK}); }
   void OnError(grpc::Status status) override {
-    if (std::shared_ptr<ClientConn> conn = conn_.lock()) {
-      conn->serializer_->Run([conn, status] { conn->OnResolverError(status); });
-    }
+    Add(Event{std::nullopt, status.ok() ? grpc::Status(grpc::StatusCode::UNKNOWN, "") : status});
   }
 
  private:
+  struct Event {
+    std::optional<ResolverState> update;  // empty: an error
+    grpc::Status error;
+  };
+
+  void Add(Event event) {
+    std::shared_ptr<ClientConn> conn = conn_.lock();
+    if (conn == nullptr) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const bool idle = events_.empty();
+      if (!idle && event.update && events_.back().update) {
+        events_.back() = std::move(event);
+        return;
+      }
+      events_.push_back(std::move(event));
+      if (!idle) return;  // a drain is already on its way
+    }
+    conn->serializer_->Run([self = shared_from_this(), conn] { self->Drain(*conn); });
+  }
+
+  // On the serializer: applies every event queued so far, in order.
+  void Drain(ClientConn& conn) {
+    std::deque<Event> events;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      events.swap(events_);
+    }
+    for (Event& event : events) {
+      if (event.update) {
+        conn.OnResolverUpdate(std::move(*event.update));
+      } else {
+        conn.OnResolverError(event.error);
+      }
+    }
+  }
+
   std::weak_ptr<ClientConn> conn_;
+  std::mutex mu_;
+  std::deque<Event> events_;
 };
 
 ClientConn::ClientConn(std::string target, std::shared_ptr<grpc::ChannelCredentials> credentials,

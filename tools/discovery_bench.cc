@@ -1,0 +1,676 @@
+// lbkit-bench --scenario discovery: endpoints found through etcd, churning,
+// while callers make wait-for-ready calls (GitHub issue 10;
+// docs/performance.md).
+//
+// One process holds everything but etcd: an etcd member on loopback
+// (tests/common/etcd_cluster.h, in a temporary directory), one gRPC server
+// listening on --endpoints plus the churn's worth of extra loopback ports
+// (each port a real listener, so each registered address is its own
+// backend), an lbkit channel "etcd://.../bench" with round_robin, and
+// --threads callers making wait-for-ready unary calls back to back.
+//
+// A writer keeps --endpoints keys registered and replaces --churn percent of
+// them per second (in ten steps a second: delete some registered keys, put as
+// many unregistered ones). What is measured:
+//   - failed calls (the target: none);
+//   - for each write, the time until the channel's picker reflects it: for a
+//     delete, the first picker published after the resolver update that no
+//     longer lists the address; for a put, the first picker published after
+//     the new endpoint's connection is READY (so it includes connecting);
+//   - CPU: the process's and the lbkit-control thread's, per second, next to
+//     a baseline run with the same endpoints in a static target and no churn
+//     (same callers, same servers): the difference is what discovery and the
+//     churn it delivers cost the client.
+// The observation is a policy, "lbkit_bench_observer", wrapping round_robin:
+// it watches the resolver updates, the subchannels' states and the child's
+// picker publications on the control thread, as any parent policy can.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <dirent.h>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <lbkit/lbkit.h>
+#include <nlohmann/json.hpp>
+
+#include "bench_util.h"
+#include "common/etcd_cluster.h"
+#include "discovery/etcd_common.h"
+#include "echo.grpc.pb.h"
+#include "echo_service.h"
+#include "etcd/rpc.grpc.pb.h"
+#include "scenarios.h"
+
+namespace lbkit_bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using grpc::examples::echo::Echo;
+using grpc::examples::echo::EchoRequest;
+using grpc::examples::echo::EchoResponse;
+
+constexpr char kService[] = "bench";
+constexpr char kObserver[] = "lbkit_bench_observer";
+
+struct Flags {
+  int endpoints = 1000;
+  int churn_percent = 10;  // of --endpoints, per second
+  std::chrono::nanoseconds duration = std::chrono::seconds(20);
+  int threads = 8;
+  bool baseline = true;
+  std::string json_path;
+};
+
+const char kUsage[] = R"(usage: lbkit-bench --scenario discovery [flags]
+
+Starts an etcd member on loopback (etcd-server must be installed), registers
+--endpoints real loopback listeners under one service, and runs --threads
+callers making wait-for-ready calls through an lbkit channel on
+etcd://.../bench with round_robin, while a writer replaces --churn percent of
+the registrations per second. Prints failed calls, the time from each etcd
+write until the channel's picker reflects it (p50/p90/p99/max), and the
+client's CPU per second beside a static-target baseline without churn.
+
+  --endpoints N   registered endpoints, 2..5000 (default 1000)
+  --churn P       percent of them replaced per second, 0..100 (default 10)
+  --duration D    measured time per run, e.g. 20s (default 20s)
+  --threads N     caller threads, 1..64 (default 8)
+  --no-baseline   skip the static-target run
+  --json FILE     also write the results as JSON to FILE
+  --help          this text
+)";
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags flags;
+  FlagWalker walker(argc, argv, 3, kUsage);  // argv[1..2]: "--scenario discovery"
+  while (walker.Next()) {
+    if (walker.name() == "--endpoints") {
+      flags.endpoints = ParseInt(walker.name(), walker.Value(), 2, 5000);
+    } else if (walker.name() == "--churn") {
+      flags.churn_percent = ParseInt(walker.name(), walker.Value(), 0, 100);
+    } else if (walker.name() == "--duration") {
+      flags.duration = ParseDuration(walker.name(), walker.Value(), false);
+    } else if (walker.name() == "--threads") {
+      flags.threads = ParseInt(walker.name(), walker.Value(), 1, 64);
+    } else if (walker.name() == "--no-baseline") {
+      flags.baseline = false;
+    } else if (walker.name() == "--json") {
+      flags.json_path = walker.Value();
+      if (flags.json_path.empty()) throw UsageError("--json: empty file name");
+    } else {
+      walker.Unknown();
+    }
+  }
+  return flags;
+}
+
+// ---------------------------------------------------------------------------
+// From an etcd write to the picker: the writer notes each write, the
+// observer policy (on the control thread) notes when it shows.
+
+class Tracker {
+ public:
+  // Before writing: the address is being added (or removed) now.
+  void Wrote(const std::string& address, bool add) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Pending& pending = pending_[address];
+    pending = Pending{Clock::now(), add, false};
+  }
+  // The resolver update reaching the policy lists `addresses`.
+  void ResolverUpdate(const std::unordered_set<std::string>& addresses) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [address, pending] : pending_) {
+      if (!pending.add && addresses.count(address) == 0) pending.seen = true;
+    }
+  }
+  // A subchannel for `address` became READY.
+  void Ready(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto found = pending_.find(address);
+    if (found != pending_.end() && found->second.add) found->second.seen = true;
+  }
+  // The policy published a picker: every seen change is reflected now.
+  void Published() {
+    const Clock::time_point now = Clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (!it->second.seen) {
+        ++it;
+        continue;
+      }
+      auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - it->second.written);
+      uint32_t saturated = static_cast<uint32_t>(
+          std::min<int64_t>(ns.count(), std::numeric_limits<uint32_t>::max()));
+      (it->second.add ? add_latency_ : remove_latency_).push_back(saturated);
+      it = pending_.erase(it);
+    }
+  }
+  // Forgets the writes so far (the initial registration is not churn).
+  void Reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.clear();
+    add_latency_.clear();
+    remove_latency_.clear();
+  }
+  void Take(std::vector<uint32_t>* adds, std::vector<uint32_t>* removes, size_t* unreflected) {
+    std::lock_guard<std::mutex> lock(mu_);
+    *adds = add_latency_;
+    *removes = remove_latency_;
+    *unreflected = pending_.size();
+  }
+
+ private:
+  struct Pending {
+    Clock::time_point written;
+    bool add = false;
+    bool seen = false;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, Pending> pending_;
+  std::vector<uint32_t> add_latency_;
+  std::vector<uint32_t> remove_latency_;
+};
+
+// The run being measured: set by the main thread, read by the observer on
+// the control thread (which may still run briefly after the run ends, hence
+// a shared owner).
+std::shared_ptr<Tracker> current_tracker;
+std::shared_ptr<Tracker> CurrentTracker() { return std::atomic_load(&current_tracker); }
+
+// Forwards to the channel's helper, listening in on subchannel states.
+class ObservingHelper : public lbkit::Helper {
+ public:
+  explicit ObservingHelper(lbkit::Helper* parent) : parent_(parent) {}
+  std::shared_ptr<lbkit::Subchannel> CreateSubchannel(
+      const std::string& address, lbkit::SubchannelStateListener listener) override {
+    return parent_->CreateSubchannel(
+        address, [address, listener = std::move(listener)](lbkit::ConnectivityState state,
+                                                           const grpc::Status& status) {
+          if (state == lbkit::ConnectivityState::kReady) {
+            if (auto tracker = CurrentTracker()) tracker->Ready(address);
+          }
+          listener(state, status);
+        });
+  }
+  void UpdateState(lbkit::BalancerState state) override { parent_->UpdateState(std::move(state)); }
+  void RequestReresolution() override { parent_->RequestReresolution(); }
+  std::unique_ptr<lbkit::Timer> StartTimer(std::chrono::milliseconds delay,
+                                           std::function<void()> fn) override {
+    return parent_->StartTimer(delay, std::move(fn));
+  }
+  void Post(std::function<void()> fn) override { parent_->Post(std::move(fn)); }
+  const std::string& target() const override { return parent_->target(); }
+  std::chrono::steady_clock::time_point Now() const override { return parent_->Now(); }
+
+ private:
+  lbkit::Helper* const parent_;
+};
+
+struct ObserverConfig : lbkit::BalancerConfig {
+  std::shared_ptr<const lbkit::BalancerConfig> child;
+};
+
+class Observer : public lbkit::Balancer {
+ public:
+  explicit Observer(lbkit::Helper* helper) : helper_(helper), observing_(helper) {
+    grpc::Status status;
+    child_ = lbkit::ChildBalancer::Create(
+        &observing_, "round_robin",
+        [this](const lbkit::BalancerState& state) {
+          if (auto tracker = CurrentTracker()) tracker->Published();
+          helper_->UpdateState(state);
+        },
+        &status);
+    if (child_ == nullptr) throw std::runtime_error("round_robin: " + status.error_message());
+  }
+  grpc::Status UpdateResolverState(lbkit::BalancerUpdate update) override {
+    if (auto tracker = CurrentTracker()) {
+      std::unordered_set<std::string> addresses;
+      for (const lbkit::Endpoint& endpoint : update.endpoints) {
+        addresses.insert(endpoint.addresses.begin(), endpoint.addresses.end());
+      }
+      tracker->ResolverUpdate(addresses);
+    }
+    update.config = static_cast<const ObserverConfig&>(*update.config).child;
+    return child_->UpdateResolverState(std::move(update));
+  }
+  void ResolverError(const grpc::Status& status) override { child_->ResolverError(status); }
+  void ExitIdle() override { child_->ExitIdle(); }
+  void ResetBackoff() override { child_->ResetBackoff(); }
+
+ private:
+  lbkit::Helper* const helper_;
+  ObservingHelper observing_;
+  std::unique_ptr<lbkit::ChildBalancer> child_;
+};
+
+class ObserverBuilder : public lbkit::BalancerBuilder {
+ public:
+  std::string name() const override { return kObserver; }
+  grpc::Status ParseConfig(const nlohmann::json&,
+                           std::shared_ptr<const lbkit::BalancerConfig>* config) const override {
+    auto parsed = std::make_shared<ObserverConfig>();
+    grpc::Status status =
+        lbkit::FindBalancer("round_robin")->ParseConfig(nlohmann::json::object(), &parsed->child);
+    if (status.ok()) *config = std::move(parsed);
+    return status;
+  }
+  std::unique_ptr<lbkit::Balancer> Build(lbkit::Helper* helper) const override {
+    return std::make_unique<Observer>(helper);
+  }
+};
+
+// ---------------------------------------------------------------------------
+// CPU
+
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// CPU seconds of this process's threads, summed by thread name.
+std::map<std::string, double> ThreadCpuSeconds() {
+  std::map<std::string, double> by_name;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return by_name;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::string base = std::string("/proc/self/task/") + entry->d_name;
+    std::ifstream stat_file(base + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    size_t close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) continue;
+    std::string name = stat.substr(stat.find('(') + 1, close_paren - stat.find('(') - 1);
+    std::istringstream fields(stat.substr(close_paren + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; fields >> field; ++i) {  // field 3 is the state
+      if (i == 14) utime = std::stod(field);
+      if (i == 15) {
+        stime = std::stod(field);
+        break;
+      }
+    }
+    by_name[name] += (utime + stime) / tick;
+  }
+  closedir(dir);
+  return by_name;
+}
+
+// ---------------------------------------------------------------------------
+// Backends and the etcd writer
+
+struct Listeners {
+  lbkit_example::EchoService service{"bench"};
+  std::unique_ptr<grpc::Server> server;
+  std::vector<std::string> addresses;
+
+  explicit Listeners(int count) {
+    grpc::ServerBuilder builder;
+    std::vector<int> ports(static_cast<size_t>(count), 0);
+    for (int& port : ports) {
+      builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    }
+    builder.RegisterService(&service);
+    server = builder.BuildAndStart();
+    if (server == nullptr) throw std::runtime_error("could not start the listeners");
+    for (int port : ports) {
+      if (port == 0) throw std::runtime_error("a listener got no port");
+      addresses.push_back("127.0.0.1:" + std::to_string(port));
+    }
+  }
+  ~Listeners() { server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1)); }
+};
+
+// Writes registrations to etcd. A step's writes go out together (gRPC's
+// callback API) and the step waits for all of them: one at a time, each
+// waiting for etcd's commit, they could not keep up with the churn.
+class Writer {
+ public:
+  struct Op {
+    std::string address;
+    bool add = false;
+  };
+  explicit Writer(const std::string& etcd)
+      : kv_(etcdserverpb::KV::NewStub(
+            grpc::CreateChannel(etcd, grpc::InsecureChannelCredentials()))) {}
+
+  // Sends every op (calling `before(op)` just before sending it), waits for
+  // all, throws on the first failure.
+  void Write(const std::vector<Op>& ops, const std::function<void(const Op&)>& before) {
+    struct Call {
+      grpc::ClientContext context;
+      etcdserverpb::PutRequest put;
+      etcdserverpb::PutResponse put_response;
+      etcdserverpb::DeleteRangeRequest del;
+      etcdserverpb::DeleteRangeResponse del_response;
+    };
+    std::vector<std::unique_ptr<Call>> calls;
+    std::mutex mu;
+    std::condition_variable done_cv;
+    size_t done = 0;
+    std::string error;
+    auto finish = [&](const grpc::Status& status) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!status.ok() && error.empty()) error = status.error_message();
+      ++done;
+      done_cv.notify_all();
+    };
+    for (const Op& op : ops) {
+      calls.push_back(std::make_unique<Call>());
+      Call& call = *calls.back();
+      call.context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      const std::string key = lbkit::internal::EtcdEndpointKey(kService, op.address);
+      before(op);
+      if (op.add) {
+        call.put.set_key(key);
+        call.put.set_value(lbkit::internal::EncodeEtcdEndpoint(op.address, {}));
+        kv_->async()->Put(&call.context, &call.put, &call.put_response, finish);
+      } else {
+        call.del.set_key(key);
+        kv_->async()->DeleteRange(&call.context, &call.del, &call.del_response, finish);
+      }
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    done_cv.wait(lock, [&] { return done == ops.size(); });
+    if (!error.empty()) throw std::runtime_error("etcd write: " + error);
+  }
+
+ private:
+  std::unique_ptr<etcdserverpb::KV::Stub> kv_;
+};
+
+// ---------------------------------------------------------------------------
+// A measured run
+
+struct RunResult {
+  std::string name;
+  uint64_t calls = 0;
+  uint64_t failed = 0;
+  std::string first_error;
+  double seconds = 0;
+  double ready_seconds = 0;                         // channel created until every endpoint READY
+  double process_cpu = 0;                           // CPU seconds per second
+  double control_cpu = 0;                           // the lbkit-control thread's
+  std::map<std::string, double> lbkit_threads_cpu;  // every lbkit-* thread, per second
+  std::vector<uint32_t> add_ns, remove_ns;
+  size_t unreflected = 0;
+  uint64_t writes = 0;
+};
+
+size_t ReadySubchannels(lbkit::Channel& channel) {
+  size_t ready = 0;
+  for (const auto& sub : channel.Snapshot().subchannels) {
+    if (sub.state == lbkit::ConnectivityState::kReady) ++ready;
+  }
+  return ready;
+}
+
+RunResult Run(const std::string& name, const std::string& target, const Flags& flags,
+              const std::vector<std::string>& pool, std::vector<std::string> registered,
+              Writer* writer) {
+  RunResult result;
+  result.name = name;
+  auto tracker = std::make_shared<Tracker>();
+  std::atomic_store(&current_tracker, tracker);
+
+  lbkit::ChannelOptions options;
+  options.default_service_config =
+      std::string(R"({"loadBalancingConfig":[{")") + kObserver + R"(":{}}]})";
+  grpc::Status status;
+  const Clock::time_point created = Clock::now();
+  std::shared_ptr<lbkit::Channel> channel =
+      lbkit::CreateChannel(target, grpc::InsecureChannelCredentials(), options, &status);
+  if (!status.ok()) throw std::runtime_error(name + ": " + status.error_message());
+  channel->GetState(true);
+  const size_t want = registered.size();
+  while (ReadySubchannels(*channel) < want) {
+    if (Clock::now() - created > std::chrono::seconds(120)) {
+      throw std::runtime_error(name + ": endpoints not READY within 120 s (" +
+                               std::to_string(ReadySubchannels(*channel)) + " of " +
+                               std::to_string(want) + ")");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  result.ready_seconds = std::chrono::duration<double>(Clock::now() - created).count();
+  tracker->Reset();
+
+  std::unique_ptr<Echo::Stub> stub = Echo::NewStub(channel);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> calls{0}, failed{0};
+  std::mutex error_mu;
+  std::vector<std::thread> callers;
+  const double cpu_before = ProcessCpuSeconds();
+  const std::map<std::string, double> threads_before = ThreadCpuSeconds();
+  const Clock::time_point start = Clock::now();
+  for (int t = 0; t < flags.threads; ++t) {
+    callers.emplace_back([&] {
+      EchoRequest request;
+      request.set_message("hi");
+      while (!stop.load(std::memory_order_relaxed)) {
+        grpc::ClientContext context;
+        context.set_wait_for_ready(true);
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        EchoResponse response;
+        grpc::Status call = stub->UnaryEcho(&context, request, &response);
+        calls.fetch_add(1, std::memory_order_relaxed);
+        if (!call.ok()) {
+          failed.fetch_add(1, std::memory_order_relaxed);
+          std::lock_guard<std::mutex> lock(error_mu);
+          if (result.first_error.empty()) {
+            result.first_error = std::to_string(call.error_code()) + ": " + call.error_message();
+          }
+        }
+      }
+    });
+  }
+
+  // The churn: ten steps a second, each replacing a tenth of the second's
+  // share. Registered addresses leave, unregistered ones of the pool come.
+  std::mt19937 random(12345);
+  std::set<std::string> in(registered.begin(), registered.end());
+  std::vector<std::string> out;
+  for (const std::string& address : pool) {
+    if (in.count(address) == 0) out.push_back(address);
+  }
+  const int per_second = flags.endpoints * flags.churn_percent / 100;
+  const auto step = std::chrono::milliseconds(100);
+  Clock::time_point next = start;
+  int64_t step_index = 0;
+  while (Clock::now() - start < flags.duration) {
+    next += step;
+    if (writer != nullptr && per_second > 0) {
+      // Spread per_second over ten steps without losing the remainder.
+      const int this_step =
+          static_cast<int>((step_index + 1) * per_second / 10 - step_index * per_second / 10);
+      ++step_index;
+      // Taken out of both lists first, so that no address leaves and comes
+      // back within one step (its two writes would race).
+      auto take = [&random](std::vector<std::string>& from) {
+        size_t at = std::uniform_int_distribution<size_t>(0, from.size() - 1)(random);
+        std::string address = std::move(from[at]);
+        from[at] = std::move(from.back());
+        from.pop_back();
+        return address;
+      };
+      std::vector<Writer::Op> ops;
+      for (int i = 0; i < this_step && !registered.empty() && !out.empty(); ++i) {
+        ops.push_back({take(out), true});
+        ops.push_back({take(registered), false});
+      }
+      for (const Writer::Op& op : ops) (op.add ? registered : out).push_back(op.address);
+      writer->Write(ops, [&](const Writer::Op& op) { tracker->Wrote(op.address, op.add); });
+      result.writes += ops.size();
+    }
+    std::this_thread::sleep_until(next);
+  }
+  const Clock::time_point end = Clock::now();
+  const double cpu_after = ProcessCpuSeconds();
+  const std::map<std::string, double> threads_after = ThreadCpuSeconds();
+  stop = true;
+  for (std::thread& caller : callers) caller.join();
+  // Changes written in the last moments get up to 2 s to show.
+  const Clock::time_point grace = Clock::now() + std::chrono::seconds(2);
+  std::vector<uint32_t> adds, removes;
+  size_t unreflected = 0;
+  do {
+    tracker->Take(&adds, &removes, &unreflected);
+    if (unreflected == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (Clock::now() < grace);
+  std::atomic_store(&current_tracker, std::shared_ptr<Tracker>());
+  channel->Shutdown();
+
+  result.seconds = std::chrono::duration<double>(end - start).count();
+  result.calls = calls.load();
+  result.failed = failed.load();
+  result.process_cpu = (cpu_after - cpu_before) / result.seconds;
+  for (const auto& [thread, seconds] : threads_after) {
+    auto before = threads_before.find(thread);
+    double used = seconds - (before == threads_before.end() ? 0 : before->second);
+    if (thread.rfind("lbkit", 0) == 0) result.lbkit_threads_cpu[thread] = used / result.seconds;
+    if (thread == "lbkit-control") result.control_cpu = used / result.seconds;
+  }
+  result.add_ns = std::move(adds);
+  result.remove_ns = std::move(removes);
+  result.unreflected = unreflected;
+  return result;
+}
+
+nlohmann::json Percentiles(std::vector<uint32_t> ns) {
+  const size_t n = ns.size();
+  const double p50 = PercentileUs(ns, 0.5), p90 = PercentileUs(ns, 0.9),
+               p99 = PercentileUs(ns, 0.99), max = PercentileUs(ns, 1.0);
+  return {{"count", n},
+          {"p50_ms", p50 / 1000},
+          {"p90_ms", p90 / 1000},
+          {"p99_ms", p99 / 1000},
+          {"max_ms", max / 1000}};
+}
+
+void Print(const RunResult& r) {
+  std::printf("%-22s %9llu calls (%.0f/s), %llu failed%s%s\n", r.name.c_str(),
+              static_cast<unsigned long long>(r.calls), r.calls / r.seconds,
+              static_cast<unsigned long long>(r.failed),
+              r.first_error.empty() ? "" : "; first: ", r.first_error.c_str());
+  std::printf("%-22s all endpoints READY %.2f s after channel creation\n", "", r.ready_seconds);
+  std::printf("%-22s CPU %.3f s/s (process), %.3f s/s (lbkit-control)\n", "", r.process_cpu,
+              r.control_cpu);
+  if (r.writes > 0) {
+    for (const auto& [label, values] :
+         {std::pair<const char*, const std::vector<uint32_t>*>{"put -> picker", &r.add_ns},
+          {"delete -> picker", &r.remove_ns}}) {
+      nlohmann::json p = Percentiles(*values);
+      std::printf("%-22s %-17s n=%-6zu p50 %.1f ms  p90 %.1f ms  p99 %.1f ms  max %.1f ms\n", "",
+                  label, values->size(), p["p50_ms"].get<double>(), p["p90_ms"].get<double>(),
+                  p["p99_ms"].get<double>(), p["max_ms"].get<double>());
+    }
+    std::printf("%-22s %llu writes, %zu not reflected within 2 s of the end\n", "",
+                static_cast<unsigned long long>(r.writes), r.unreflected);
+  }
+}
+
+nlohmann::json ToJson(const RunResult& r) {
+  nlohmann::json all = {{"calls", r.calls},
+                        {"failed_calls", r.failed},
+                        {"first_error", r.first_error},
+                        {"seconds", r.seconds},
+                        {"calls_per_second", r.calls / r.seconds},
+                        {"all_ready_seconds", r.ready_seconds},
+                        {"process_cpu_seconds_per_second", r.process_cpu},
+                        {"control_thread_cpu_seconds_per_second", r.control_cpu},
+                        {"lbkit_threads_cpu_seconds_per_second", r.lbkit_threads_cpu},
+                        {"writes", r.writes},
+                        {"unreflected_writes", r.unreflected}};
+  if (r.writes > 0) {
+    all["put_to_picker"] = Percentiles(r.add_ns);
+    all["delete_to_picker"] = Percentiles(r.remove_ns);
+  }
+  return all;
+}
+
+// Each listener, each client connection and each accepted one is a file
+// descriptor: a thousand endpoints need more than the usual 1024.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+}  // namespace
+
+int RunDiscovery(int argc, char** argv) {
+  const Flags flags = ParseFlags(argc, argv);
+  RaiseFileLimit();
+  grpc::Status registered_status =
+      lbkit::RegisterBalancer(std::make_shared<ObserverBuilder>(), lbkit::OnDuplicate::kReplace);
+  if (!registered_status.ok()) throw std::runtime_error(registered_status.error_message());
+
+  lbkit_test::EtcdCluster etcd(1);
+  if (!etcd.ok()) throw std::runtime_error("etcd: " + etcd.error());
+  const int per_second = flags.endpoints * flags.churn_percent / 100;
+  Listeners listeners(flags.endpoints + std::max(per_second, 1));
+  std::vector<std::string> registered(listeners.addresses.begin(),
+                                      listeners.addresses.begin() + flags.endpoints);
+  Writer writer(etcd.client_endpoint(0));
+  std::vector<Writer::Op> initial;
+  for (const std::string& address : registered) initial.push_back({address, true});
+  writer.Write(initial, [](const Writer::Op&) {});
+  std::printf(
+      "discovery: etcd on %s, %d endpoints registered of %zu listeners, churn %d%%/s "
+      "(%d writes/s each way), %d callers, %s per run\n",
+      etcd.client_endpoint(0).c_str(), flags.endpoints, listeners.addresses.size(),
+      flags.churn_percent, per_second, flags.threads, FormatDuration(flags.duration).c_str());
+
+  nlohmann::json json = {{"scenario", "discovery"},
+                         {"endpoints", flags.endpoints},
+                         {"churn_percent_per_second", flags.churn_percent},
+                         {"threads", flags.threads}};
+  RunResult churn =
+      Run("etcd, churning", etcd.Target(kService), flags, listeners.addresses, registered, &writer);
+  Print(churn);
+  json["etcd_churn"] = ToJson(churn);
+  if (flags.baseline) {
+    std::string list;
+    for (const std::string& address : registered) list += (list.empty() ? "" : ",") + address;
+    RunResult baseline = Run("static, no churn", "static:///" + list, flags, listeners.addresses,
+                             registered, nullptr);
+    Print(baseline);
+    json["static_baseline"] = ToJson(baseline);
+    const double extra = churn.process_cpu - baseline.process_cpu;
+    std::printf("discovery's client CPU: %+.3f s/s (process, etcd churning minus static)\n", extra);
+    json["discovery_cpu_seconds_per_second"] = extra;
+  }
+  if (!flags.json_path.empty()) {
+    std::ofstream out(flags.json_path);
+    out << json.dump(2) << "\n";
+    if (!out) throw std::runtime_error("could not write " + flags.json_path);
+  }
+  return churn.failed == 0 ? 0 : 1;
+}
+
+}  // namespace lbkit_bench
