@@ -33,7 +33,7 @@
 //   revision current while nothing changes, so a resumed watch rarely starts
 //   from a compacted revision.
 //
-// Threads: one thread per resolver, started by Start, runs everything with
+// Threads: one thread per resolver ("lbkit-etcd"), started by Start, runs everything with
 // gRPC's synchronous API (the blocking calls stay off the channel's control
 // thread and off gRPC's callback threads). Start, RequestReresolution and
 // Shutdown only touch state under `mu_`, so they return promptly.
@@ -44,6 +44,8 @@
 // block (resolver.h), so the join is short. After the join nothing can call
 // the listener. RequestReresolution is a no-op: the watch keeps the list
 // current, and a lost watch is retried on its own.
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -94,7 +96,12 @@ class EtcdResolver final : public Resolver {
     std::lock_guard<std::mutex> lock(mu_);
     if (shutting_down_ || thread_.joinable()) return;
     listener_ = std::move(listener);
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      // Named, or it would inherit the name of the thread that started it
+      // (the channel's lbkit-control) and be counted as the channel's.
+      pthread_setname_np(pthread_self(), "lbkit-etcd");
+      Run();
+    });
   }
 
   // The watch keeps the list current; nothing to do.
