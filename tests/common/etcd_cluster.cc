@@ -54,10 +54,10 @@ std::vector<int> PickPorts(size_t count) {
   return ports;
 }
 
-// Runs `argv` with stdout and stderr appended to `log_path`; the child dies
-// with the test process. Returns its pid, or -1.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path,
-            const std::vector<std::string>& env = {}) {
+}  // namespace
+
+pid_t SpawnProcess(const std::vector<std::string>& argv, const std::string& log_path,
+                   const std::vector<std::string>& env) {
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -76,6 +76,8 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path,
   execvp(args[0], args.data());
   _exit(127);
 }
+
+namespace {
 
 // A channel that retries a refused connection within 100 ms, not after
 // gRPC's default backoff of 1 s and more: members start in well under that.
@@ -184,7 +186,7 @@ bool EtcdCluster::StartMember(int i, bool initial) {
       "--logger=zap",
       "--log-level=warn",
   };
-  member.pid = Spawn(argv, member.log_path);
+  member.pid = SpawnProcess(argv, member.log_path);
   if (member.pid < 0) {
     error_ = "could not start etcd (is etcd-server installed? scripts/install-deps.sh)";
     return false;
@@ -317,7 +319,7 @@ grpc::Status EtcdCluster::Delete(const std::string& key) {
 }
 
 grpc::Status EtcdCluster::List(const std::string& prefix, std::vector<std::string>* keys,
-                               std::vector<std::string>* values) {
+                               std::vector<std::string>* values, std::vector<int64_t>* leases) {
   int i = AnyRunning();
   if (i < 0) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no etcd member running");
   grpc::ClientContext context;
@@ -330,9 +332,11 @@ grpc::Status EtcdCluster::List(const std::string& prefix, std::vector<std::strin
   if (!status.ok()) return status;
   keys->clear();
   if (values != nullptr) values->clear();
+  if (leases != nullptr) leases->clear();
   for (const auto& kv : response.kvs()) {
     keys->push_back(kv.key());
     if (values != nullptr) values->push_back(kv.value());
+    if (leases != nullptr) leases->push_back(kv.lease());
   }
   return grpc::Status::OK;
 }
@@ -365,7 +369,7 @@ grpc::Status EtcdCluster::Compact() {
 int EtcdCluster::Etcdctl(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"etcdctl", "--endpoints=" + client_endpoints()};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = Spawn(argv, dir_ + "/etcdctl.log", {"ETCDCTL_API=3"});
+  pid_t pid = SpawnProcess(argv, dir_ + "/etcdctl.log", {"ETCDCTL_API=3"});
   if (pid < 0) return -1;
   int status = 0;
   waitpid(pid, &status, 0);
