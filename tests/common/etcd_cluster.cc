@@ -263,6 +263,14 @@ void EtcdCluster::Stop(int i) {
   member.pid = -1;
 }
 
+void EtcdCluster::Freeze(int i) {
+  if (members_[i].pid > 0) kill(members_[i].pid, SIGSTOP);
+}
+
+void EtcdCluster::Thaw(int i) {
+  if (members_[i].pid > 0) kill(members_[i].pid, SIGCONT);
+}
+
 bool EtcdCluster::Restart(int i) {
   if (members_[i].pid > 0) return true;
   // The data directory exists: etcd rejoins with it, whatever the state flag.

@@ -50,6 +50,10 @@ class EtcdCluster {
   void Kill(int i);
   // SIGTERM, then waits for the process to exit.
   void Stop(int i);
+  // SIGSTOP / SIGCONT: a member that keeps its connections open and never
+  // answers, then answers again.
+  void Freeze(int i);
+  void Thaw(int i);
   // Starts member `i` again with its ports and data; waits until it serves
   // (up to 30 s). Returns whether it did.
   bool Restart(int i);

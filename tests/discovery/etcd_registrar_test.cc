@@ -30,11 +30,11 @@ using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
 
 // The key `key` as etcd has it now: its value and lease; false when absent.
-bool Lookup(EtcdCluster& cluster, const std::string& key, std::string* value = nullptr,
+bool Lookup(EtcdCluster& cluster_, const std::string& key, std::string* value = nullptr,
             int64_t* lease = nullptr) {
   std::vector<std::string> keys, values;
   std::vector<int64_t> leases;
-  if (!cluster.List(key, &keys, &values, &leases).ok()) return false;
+  if (!cluster_.List(key, &keys, &values, &leases).ok()) return false;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (keys[i] != key) continue;
     if (value != nullptr) *value = values[i];
@@ -63,22 +63,38 @@ std::unique_ptr<EtcdRegistrar> Start(const std::string& target, const std::strin
   return registrar;
 }
 
-TEST(EtcdRegistrar, WritesTheGoStyleValueWithALease) {
-  EtcdCluster cluster;
-  ASSERT_TRUE(cluster.ok()) << cluster.error();
+class EtcdRegistrarTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(cluster_.ok()) << cluster_.error(); }
+
+  // A registrar for `address` under "echo", once it has registered; null
+  // (and the test failed) when it did not within 10 s.
+  std::unique_ptr<EtcdRegistrar> Registered(const std::string& address, seconds ttl,
+                                            EndpointAttributes attributes = {}) {
+    auto registrar = Start(cluster_.Target("echo"), address, ttl, std::move(attributes));
+    if (registrar != nullptr && !registrar->WaitRegistered(seconds(10))) {
+      ADD_FAILURE() << address << " not registered in 10 s: " << registrar->last_error();
+      return nullptr;
+    }
+    return registrar;
+  }
+
+  EtcdCluster cluster_;
+};
+
+TEST_F(EtcdRegistrarTest, WritesTheGoStyleValueWithALease) {
   EndpointAttributes attributes;
   attributes.weight = 3;
   attributes.hash_key = "k1";
   attributes.values["zone"] = "eu";
-  auto registrar = Start(cluster.Target("echo"), "127.0.0.1:7001", seconds(10), attributes);
+  auto registrar = Registered("127.0.0.1:7001", seconds(10), attributes);
   ASSERT_NE(registrar, nullptr);
-  ASSERT_TRUE(registrar->WaitRegistered(seconds(10))) << registrar->last_error();
   EXPECT_TRUE(registrar->registered());
   EXPECT_EQ(registrar->last_error(), "");
 
   std::string value;
   int64_t lease = 0;
-  ASSERT_TRUE(Lookup(cluster, "echo/127.0.0.1:7001", &value, &lease));
+  ASSERT_TRUE(Lookup(cluster_, "echo/127.0.0.1:7001", &value, &lease));
   EXPECT_NE(lease, 0) << "the key must live on a lease, so a dead server disappears";
   internal::EtcdEndpointValue decoded;
   ASSERT_TRUE(internal::DecodeEtcdEndpoint(value, &decoded).ok()) << value;
@@ -91,43 +107,37 @@ TEST(EtcdRegistrar, WritesTheGoStyleValueWithALease) {
   EXPECT_NE(value.find(R"("weight":3)"), std::string::npos) << value;
 }
 
-TEST(EtcdRegistrar, ShutdownDeletesTheKeyAtOnce) {
-  EtcdCluster cluster;
-  ASSERT_TRUE(cluster.ok()) << cluster.error();
+TEST_F(EtcdRegistrarTest, ShutdownDeletesTheKeyAtOnce) {
   // A TTL far longer than the test: only the delete can remove the key.
-  auto registrar = Start(cluster.Target("echo"), "127.0.0.1:7002", seconds(600));
+  auto registrar = Registered("127.0.0.1:7002", seconds(600));
   ASSERT_NE(registrar, nullptr);
-  ASSERT_TRUE(registrar->WaitRegistered(seconds(10))) << registrar->last_error();
   int64_t lease = 0;
-  ASSERT_TRUE(Lookup(cluster, "echo/127.0.0.1:7002", nullptr, &lease));
+  ASSERT_TRUE(Lookup(cluster_, "echo/127.0.0.1:7002", nullptr, &lease));
 
   registrar->Shutdown(seconds(2));
-  EXPECT_FALSE(Lookup(cluster, "echo/127.0.0.1:7002"));
+  EXPECT_FALSE(Lookup(cluster_, "echo/127.0.0.1:7002"));
   EXPECT_FALSE(registrar->registered());
   // The lease is revoked as well: revoking it again fails.
-  EXPECT_NE(cluster.Etcdctl({"lease", "revoke", Hex(lease)}), 0);
+  EXPECT_NE(cluster_.Etcdctl({"lease", "revoke", Hex(lease)}), 0);
   registrar->Shutdown(seconds(2));  // idempotent
   registrar.reset();
-  EXPECT_FALSE(Lookup(cluster, "echo/127.0.0.1:7002"));
+  EXPECT_FALSE(Lookup(cluster_, "echo/127.0.0.1:7002"));
 }
 
-TEST(EtcdRegistrar, ReRegistersWhenTheLeaseIsRevoked) {
-  EtcdCluster cluster;
-  ASSERT_TRUE(cluster.ok()) << cluster.error();
-  auto registrar = Start(cluster.Target("echo"), "127.0.0.1:7003", seconds(3));
+TEST_F(EtcdRegistrarTest, ReRegistersWhenTheLeaseIsRevoked) {
+  auto registrar = Registered("127.0.0.1:7003", seconds(3));
   ASSERT_NE(registrar, nullptr);
-  ASSERT_TRUE(registrar->WaitRegistered(seconds(10))) << registrar->last_error();
   int64_t first = 0;
-  ASSERT_TRUE(Lookup(cluster, "echo/127.0.0.1:7003", nullptr, &first));
+  ASSERT_TRUE(Lookup(cluster_, "echo/127.0.0.1:7003", nullptr, &first));
   ASSERT_NE(first, 0);
 
-  ASSERT_EQ(cluster.Etcdctl({"lease", "revoke", Hex(first)}), 0);
+  ASSERT_EQ(cluster_.Etcdctl({"lease", "revoke", Hex(first)}), 0);
   // The revoke removed the key; the next keepalive (every second) learns the
   // lease is gone, and the key comes back on a new one.
   int64_t second = 0;
   EXPECT_TRUE(WaitFor(
       [&] {
-        return Lookup(cluster, "echo/127.0.0.1:7003", nullptr, &second) && second != first &&
+        return Lookup(cluster_, "echo/127.0.0.1:7003", nullptr, &second) && second != first &&
                second != 0;
       },
       seconds(10)))
@@ -135,29 +145,53 @@ TEST(EtcdRegistrar, ReRegistersWhenTheLeaseIsRevoked) {
   EXPECT_TRUE(WaitFor([&] { return registrar->registered(); }, seconds(5)));
 }
 
-TEST(EtcdRegistrar, IsRegisteredAgainAfterEtcdRestarts) {
-  EtcdCluster cluster;
-  ASSERT_TRUE(cluster.ok()) << cluster.error();
-  auto registrar = Start(cluster.Target("echo"), "127.0.0.1:7004", seconds(3));
+TEST_F(EtcdRegistrarTest, IsRegisteredAgainAfterEtcdRestarts) {
+  auto registrar = Registered("127.0.0.1:7004", seconds(3));
   ASSERT_NE(registrar, nullptr);
-  ASSERT_TRUE(registrar->WaitRegistered(seconds(10))) << registrar->last_error();
 
-  cluster.Kill(0);
+  cluster_.Kill(0);
   // The keepalive stream breaks: no longer known to be registered.
   EXPECT_TRUE(WaitFor([&] { return !registrar->registered(); }, seconds(10)));
   EXPECT_NE(registrar->last_error(), "");
-  ASSERT_TRUE(cluster.Restart(0));
+  ASSERT_TRUE(cluster_.Restart(0));
   // Either the old lease survived the restart (etcd renews leases on
   // recovery) and keepalives resume, or it expired and a new one is used:
   // both end with the key in etcd and the registrar saying so.
   EXPECT_TRUE(
-      WaitFor([&] { return registrar->registered() && Lookup(cluster, "echo/127.0.0.1:7004"); },
+      WaitFor([&] { return registrar->registered() && Lookup(cluster_, "echo/127.0.0.1:7004"); },
               seconds(20)))
       << registrar->last_error();
   EXPECT_EQ(registrar->last_error(), "");
 }
 
-TEST(EtcdRegistrar, RejectsBadOptionsNamingTheProblem) {
+// etcd silent for longer than the TTL: the lease must be taken as expired,
+// whatever etcd says once it is back, and the key written on a new one.
+TEST_F(EtcdRegistrarTest, StartsOverWhenEtcdWasSilentForLongerThanTheTtl) {
+  lbkit_test::TraceRecorder trace;
+  auto registrar = Registered("127.0.0.1:7008", seconds(2));
+  ASSERT_NE(registrar, nullptr);
+  int64_t first = 0;
+  ASSERT_TRUE(Lookup(cluster_, "echo/127.0.0.1:7008", nullptr, &first));
+
+  cluster_.Freeze(0);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return trace.Count({"no keepalive for", "registering again"}) > 0;
+      },
+      seconds(10)));
+  cluster_.Thaw(0);
+  int64_t second = 0;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Lookup(cluster_, "echo/127.0.0.1:7008", nullptr, &second) && second != first &&
+               second != 0;
+      },
+      seconds(15)))
+      << "lease " << first << " -> " << second << ", last error: " << registrar->last_error();
+  EXPECT_TRUE(WaitFor([&] { return registrar->registered(); }, seconds(5)));
+}
+
+TEST(EtcdRegistrarOptionsTest, RejectsBadOptionsNamingTheProblem) {
   auto error = [](EtcdRegistrarOptions options) {
     std::unique_ptr<EtcdRegistrar> registrar;
     grpc::Status status = EtcdRegistrar::Create(options, &registrar);
@@ -189,23 +223,33 @@ TEST(EtcdRegistrar, RejectsBadOptionsNamingTheProblem) {
   EXPECT_NE(error(options).find("ttl"), std::string::npos);
 }
 
-// Shutdown's etcd calls are bounded by its timeout even when etcd never
-// answers (connections hang) or is gone (connections refused).
-TEST(EtcdRegistrar, ShutdownReturnsWithinItsTimeoutWhenEtcdIsDown) {
+// Never reached etcd (its connections hang): nothing to remove, and
+// Shutdown() does not wait for the attempt in flight.
+TEST(EtcdRegistrarOptionsTest, ShutdownIsPromptWhenEtcdNeverAnswered) {
   lbkit_test::BlackholeListener blackhole;
-  auto hanging = Start("etcd://" + blackhole.address() + "/echo", "127.0.0.1:7006", seconds(3));
-  ASSERT_NE(hanging, nullptr);
-  EXPECT_FALSE(hanging->WaitRegistered(milliseconds(300)));
-  auto start = Clock::now();
-  hanging->Shutdown(milliseconds(500));
-  EXPECT_LT(Clock::now() - start, milliseconds(1500));
-
-  EtcdCluster cluster;
-  ASSERT_TRUE(cluster.ok()) << cluster.error();
-  auto registrar = Start(cluster.Target("echo"), "127.0.0.1:7006", seconds(3));
+  auto registrar = Start("etcd://" + blackhole.address() + "/echo", "127.0.0.1:7006", seconds(3));
   ASSERT_NE(registrar, nullptr);
-  ASSERT_TRUE(registrar->WaitRegistered(seconds(10))) << registrar->last_error();
-  cluster.Kill(0);
+  EXPECT_FALSE(registrar->WaitRegistered(milliseconds(300)));
+  auto start = Clock::now();
+  registrar->Shutdown(milliseconds(500));
+  EXPECT_LT(Clock::now() - start, milliseconds(1500));
+}
+
+// Shutdown's delete and revoke are bounded by its timeout when etcd stopped
+// answering (frozen: connections stay open, nothing comes back) or is gone
+// (connections refused).
+TEST_F(EtcdRegistrarTest, ShutdownReturnsWithinItsTimeoutWhenEtcdIsDown) {
+  auto frozen = Registered("127.0.0.1:7006", seconds(3));
+  ASSERT_NE(frozen, nullptr);
+  cluster_.Freeze(0);
+  auto start = Clock::now();
+  frozen->Shutdown(milliseconds(500));
+  EXPECT_LT(Clock::now() - start, milliseconds(1500));
+  cluster_.Thaw(0);
+
+  auto registrar = Registered("127.0.0.1:7007", seconds(3));
+  ASSERT_NE(registrar, nullptr);
+  cluster_.Kill(0);
   start = Clock::now();
   registrar->Shutdown(milliseconds(500));
   EXPECT_LT(Clock::now() - start, milliseconds(1500));
@@ -261,34 +305,40 @@ class EchoServerProcess {
   pid_t pid_ = -1;
 };
 
-TEST(EtcdRegistrar, KilledServerDisappearsWithinItsTtl) {
-  EtcdCluster cluster;
-  ASSERT_TRUE(cluster.ok()) << cluster.error();
-  EchoServerProcess server(cluster.Target("echo"), 2);
-  ASSERT_TRUE(WaitFor([&] { return !server.Registered().empty(); }, seconds(10))) << server.Log();
-  const std::string key = "echo/" + server.Registered();
-  ASSERT_TRUE(Lookup(cluster, key)) << server.Log();
+// The key `server` registered, once it says so and etcd has it; "" (and the
+// test failed) when that takes more than 10 s.
+std::string ServerKey(const EchoServerProcess& server) {
+  if (!WaitFor([&] { return !server.Registered().empty(); }, seconds(10))) {
+    ADD_FAILURE() << "the server did not register in 10 s: " << server.Log();
+    return "";
+  }
+  return "echo/" + server.Registered();
+}
 
+TEST_F(EtcdRegistrarTest, KilledServerDisappearsWithinItsTtl) {
+  EchoServerProcess server(cluster_.Target("echo"), 2);
+  const std::string key = ServerKey(server);
+  ASSERT_NE(key, "");
+
+  ASSERT_TRUE(Lookup(cluster_, key)) << server.Log();
   server.Signal(SIGKILL);
   auto killed = Clock::now();
   // Nothing deleted it: it goes with its lease, not before.
-  EXPECT_TRUE(Lookup(cluster, key));
-  EXPECT_TRUE(WaitFor([&] { return !Lookup(cluster, key); }, seconds(2 + 2)));
+  EXPECT_TRUE(Lookup(cluster_, key));
+  EXPECT_TRUE(WaitFor([&] { return !Lookup(cluster_, key); }, seconds(2 + 2)));
   EXPECT_LT(Clock::now() - killed, seconds(2 + 2));
 }
 
-TEST(EtcdRegistrar, StoppedServerDeregistersAtOnce) {
-  EtcdCluster cluster;
-  ASSERT_TRUE(cluster.ok()) << cluster.error();
+TEST_F(EtcdRegistrarTest, StoppedServerDeregistersAtOnce) {
   // A TTL far longer than the test: only the server's delete removes the key.
-  EchoServerProcess server(cluster.Target("echo"), 600);
-  ASSERT_TRUE(WaitFor([&] { return !server.Registered().empty(); }, seconds(10))) << server.Log();
-  const std::string key = "echo/" + server.Registered();
-  ASSERT_TRUE(Lookup(cluster, key)) << server.Log();
+  EchoServerProcess server(cluster_.Target("echo"), 600);
+  const std::string key = ServerKey(server);
+  ASSERT_NE(key, "");
 
+  ASSERT_TRUE(Lookup(cluster_, key)) << server.Log();
   int status = server.Signal(SIGTERM);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << server.Log();
-  EXPECT_FALSE(Lookup(cluster, key)) << server.Log();
+  EXPECT_FALSE(Lookup(cluster_, key)) << server.Log();
 }
 
 }  // namespace
