@@ -79,6 +79,18 @@ class EtcdRegistrarTest : public ::testing::Test {
     return registrar;
   }
 
+  // Waits until `key` is written again on a lease other than `old`, and the
+  // registrar says it is registered.
+  void ExpectReRegistered(const EtcdRegistrar& registrar, const std::string& key, int64_t old,
+                          seconds timeout) {
+    int64_t lease = 0;
+    EXPECT_TRUE(WaitFor(
+        [&] { return Lookup(cluster_, key, nullptr, &lease) && lease != old && lease != 0; },
+        timeout))
+        << "lease " << old << " -> " << lease << ", last error: " << registrar.last_error();
+    EXPECT_TRUE(WaitFor([&] { return registrar.registered(); }, seconds(5)));
+  }
+
   EtcdCluster cluster_;
 };
 
@@ -134,15 +146,7 @@ TEST_F(EtcdRegistrarTest, ReRegistersWhenTheLeaseIsRevoked) {
   ASSERT_EQ(cluster_.Etcdctl({"lease", "revoke", Hex(first)}), 0);
   // The revoke removed the key; the next keepalive (every second) learns the
   // lease is gone, and the key comes back on a new one.
-  int64_t second = 0;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        return Lookup(cluster_, "echo/127.0.0.1:7003", nullptr, &second) && second != first &&
-               second != 0;
-      },
-      seconds(10)))
-      << "lease " << first << " -> " << second << ", last error: " << registrar->last_error();
-  EXPECT_TRUE(WaitFor([&] { return registrar->registered(); }, seconds(5)));
+  ExpectReRegistered(*registrar, "echo/127.0.0.1:7003", first, seconds(10));
 }
 
 TEST_F(EtcdRegistrarTest, IsRegisteredAgainAfterEtcdRestarts) {
@@ -180,15 +184,7 @@ TEST_F(EtcdRegistrarTest, StartsOverWhenEtcdWasSilentForLongerThanTheTtl) {
       },
       seconds(10)));
   cluster_.Thaw(0);
-  int64_t second = 0;
-  EXPECT_TRUE(WaitFor(
-      [&] {
-        return Lookup(cluster_, "echo/127.0.0.1:7008", nullptr, &second) && second != first &&
-               second != 0;
-      },
-      seconds(15)))
-      << "lease " << first << " -> " << second << ", last error: " << registrar->last_error();
-  EXPECT_TRUE(WaitFor([&] { return registrar->registered(); }, seconds(5)));
+  ExpectReRegistered(*registrar, "echo/127.0.0.1:7008", first, seconds(15));
 }
 
 TEST(EtcdRegistrarOptionsTest, RejectsBadOptionsNamingTheProblem) {
