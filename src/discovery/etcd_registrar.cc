@@ -218,17 +218,12 @@ class EtcdRegistrarImpl final : public EtcdRegistrar {
     LogLine("etcd registrar: registered " + internal::Shown(key_) + " with lease " +
             LeaseHex(*lease) + " (ttl " + std::to_string(options_.ttl.count()) + " s) on " +
             member);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      registered_ = true;
-      last_error_.clear();
-    }
-    cv_.notify_all();
+    SetRegistered();
     return grpc::Status::OK;
   }
 
   // Keeps `lease` alive on one stream until it fails (returned), the lease
-  // is gone (*lost), or Shutdown(). Each answer is awaited at most one
+  // is gone (*lost), or Shutdown(). Each answer is awaited about one
   // keepalive interval, so a member that hangs is left in time to keep the
   // lease alive through another one.
   grpc::Status KeepAlive(int64_t lease, Clock::time_point* last_alive, EtcdBackoff* backoff,
@@ -252,7 +247,10 @@ class EtcdRegistrarImpl final : public EtcdRegistrar {
       }
       return result == grpc::CompletionQueue::GOT_EVENT && got == tag && ok;
     };
-    auto reply_deadline = [this] { return std::chrono::system_clock::now() + keepalive_interval_; };
+    // A second at least, so that a busy etcd is not taken for a hung one.
+    const auto reply_timeout =
+        std::max<std::chrono::milliseconds>(keepalive_interval_, std::chrono::seconds(1));
+    auto reply_deadline = [&] { return std::chrono::system_clock::now() + reply_timeout; };
     std::string failure = "keepalive stream closed";
     stream->StartCall(reinterpret_cast<void*>(1));
     bool open =
@@ -265,7 +263,7 @@ class EtcdRegistrarImpl final : public EtcdRegistrar {
       etcdserverpb::LeaseKeepAliveResponse response;
       stream->Read(&response, reinterpret_cast<void*>(3));
       if (!await(reinterpret_cast<void*>(3), reply_deadline())) {
-        failure = "no keepalive answer in " + std::to_string(keepalive_interval_.count()) + " ms";
+        failure = "no keepalive answer in " + std::to_string(reply_timeout.count()) + " ms";
         break;
       }
       if (response.ttl() <= 0) {
