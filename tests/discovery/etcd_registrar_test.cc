@@ -209,6 +209,8 @@ TEST(EtcdRegistrarOptionsTest, RejectsBadOptionsNamingTheProblem) {
   EXPECT_NE(error(options).find("address"), std::string::npos);
   options.address = "127.0.0.1";
   EXPECT_NE(error(options).find("no port"), std::string::npos);
+  options.address = "[::1]";
+  EXPECT_NE(error(options).find("address"), std::string::npos);
   options.address = "127.0.0.1:70000";
   EXPECT_NE(error(options).find("address"), std::string::npos);
   options = good;
