@@ -22,10 +22,17 @@ etcd_pid=""
 client_pid=""
 cleanup() {
   local pid
-  for pid in $client_pid "${server_pid[@]}" $etcd_pid; do
+  # The servers first, while etcd still runs to take their keys' deletion.
+  for pid in $client_pid "${server_pid[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
-  wait 2>/dev/null || true
+  for pid in $client_pid "${server_pid[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ -n "$etcd_pid" ]; then
+    kill -TERM "$etcd_pid" 2>/dev/null || true
+    wait "$etcd_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
