@@ -58,6 +58,17 @@ std::vector<int> PickPorts(size_t count) {
 
 pid_t SpawnProcess(const std::vector<std::string>& argv, const std::string& log_path,
                    const std::vector<std::string>& env) {
+  // Everything the child needs is built here: after fork() in a process with
+  // other threads (gRPC's, a registrar's) the child may only make
+  // async-signal-safe calls; a malloc there (putenv, vector growth) can
+  // deadlock on a lock another thread held at the fork, and the test hangs.
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  std::vector<char*> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) environment.push_back(*entry);
+  for (const std::string& entry : env) environment.push_back(const_cast<char*>(entry.c_str()));
+  environment.push_back(nullptr);
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -69,11 +80,7 @@ pid_t SpawnProcess(const std::vector<std::string>& argv, const std::string& log_
     dup2(fd, 2);
     close(fd);
   }
-  for (const std::string& entry : env) putenv(const_cast<char*>(entry.c_str()));
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
+  execvpe(args[0], args.data(), environment.data());
   _exit(127);
 }
 
