@@ -204,6 +204,11 @@ std::shared_ptr<grpc::Channel> EtcdMembers::Current(std::string* address) {
 
 void EtcdMembers::Advance() {
   std::lock_guard<std::mutex> lock(mu_);
+  // The member that failed gets a new channel when next used (calls in
+  // flight keep the old one alive): a gRPC channel whose connection attempts
+  // timed out while the member was restarting was seen to keep failing
+  // after the member served again.
+  channels_[current_].reset();
   current_ = (current_ + 1) % members_.size();
 }
 

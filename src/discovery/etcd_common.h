@@ -94,7 +94,9 @@ class EtcdMembers {
   EtcdMembers(std::vector<std::string> members, std::chrono::milliseconds max_backoff);
   // The member to use now, and its channel.
   std::shared_ptr<grpc::Channel> Current(std::string* address = nullptr);
-  // The member in use failed: the next one becomes current.
+  // The member in use failed: the next one becomes current, and the failed
+  // one gets a new channel when next used (gRPC's reconnect backoff and
+  // state start afresh).
   void Advance();
   size_t size() const { return members_.size(); }
 

@@ -54,10 +54,21 @@ std::vector<int> PickPorts(size_t count) {
   return ports;
 }
 
-// Runs `argv` with stdout and stderr appended to `log_path`; the child dies
-// with the test process. Returns its pid, or -1.
-pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path,
-            const std::vector<std::string>& env = {}) {
+}  // namespace
+
+pid_t SpawnProcess(const std::vector<std::string>& argv, const std::string& log_path,
+                   const std::vector<std::string>& env) {
+  // Everything the child needs is built here: after fork() in a process with
+  // other threads (gRPC's, a registrar's) the child may only make
+  // async-signal-safe calls; a malloc there (putenv, vector growth) can
+  // deadlock on a lock another thread held at the fork, and the test hangs.
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  std::vector<char*> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) environment.push_back(*entry);
+  for (const std::string& entry : env) environment.push_back(const_cast<char*>(entry.c_str()));
+  environment.push_back(nullptr);
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid != 0) return pid;
@@ -69,13 +80,11 @@ pid_t Spawn(const std::vector<std::string>& argv, const std::string& log_path,
     dup2(fd, 2);
     close(fd);
   }
-  for (const std::string& entry : env) putenv(const_cast<char*>(entry.c_str()));
-  std::vector<char*> args;
-  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-  args.push_back(nullptr);
-  execvp(args[0], args.data());
+  execvpe(args[0], args.data(), environment.data());
   _exit(127);
 }
+
+namespace {
 
 // A channel that retries a refused connection within 100 ms, not after
 // gRPC's default backoff of 1 s and more: members start in well under that.
@@ -184,7 +193,7 @@ bool EtcdCluster::StartMember(int i, bool initial) {
       "--logger=zap",
       "--log-level=warn",
   };
-  member.pid = Spawn(argv, member.log_path);
+  member.pid = SpawnProcess(argv, member.log_path);
   if (member.pid < 0) {
     error_ = "could not start etcd (is etcd-server installed? scripts/install-deps.sh)";
     return false;
@@ -261,6 +270,14 @@ void EtcdCluster::Stop(int i) {
   member.pid = -1;
 }
 
+void EtcdCluster::Freeze(int i) {
+  if (members_[i].pid > 0) kill(members_[i].pid, SIGSTOP);
+}
+
+void EtcdCluster::Thaw(int i) {
+  if (members_[i].pid > 0) kill(members_[i].pid, SIGCONT);
+}
+
 bool EtcdCluster::Restart(int i) {
   if (members_[i].pid > 0) return true;
   // The data directory exists: etcd rejoins with it, whatever the state flag.
@@ -317,7 +334,7 @@ grpc::Status EtcdCluster::Delete(const std::string& key) {
 }
 
 grpc::Status EtcdCluster::List(const std::string& prefix, std::vector<std::string>* keys,
-                               std::vector<std::string>* values) {
+                               std::vector<std::string>* values, std::vector<int64_t>* leases) {
   int i = AnyRunning();
   if (i < 0) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "no etcd member running");
   grpc::ClientContext context;
@@ -330,9 +347,11 @@ grpc::Status EtcdCluster::List(const std::string& prefix, std::vector<std::strin
   if (!status.ok()) return status;
   keys->clear();
   if (values != nullptr) values->clear();
+  if (leases != nullptr) leases->clear();
   for (const auto& kv : response.kvs()) {
     keys->push_back(kv.key());
     if (values != nullptr) values->push_back(kv.value());
+    if (leases != nullptr) leases->push_back(kv.lease());
   }
   return grpc::Status::OK;
 }
@@ -365,7 +384,7 @@ grpc::Status EtcdCluster::Compact() {
 int EtcdCluster::Etcdctl(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"etcdctl", "--endpoints=" + client_endpoints()};
   argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = Spawn(argv, dir_ + "/etcdctl.log", {"ETCDCTL_API=3"});
+  pid_t pid = SpawnProcess(argv, dir_ + "/etcdctl.log", {"ETCDCTL_API=3"});
   if (pid < 0) return -1;
   int status = 0;
   waitpid(pid, &status, 0);

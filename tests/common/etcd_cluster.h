@@ -19,6 +19,12 @@
 
 namespace lbkit_test {
 
+// Runs `argv` (looked up in PATH) with stdout and stderr appended to
+// `log_path` and `env` ("NAME=value") added; the child dies with the test
+// process. Returns its pid, or -1.
+pid_t SpawnProcess(const std::vector<std::string>& argv, const std::string& log_path,
+                   const std::vector<std::string>& env = {});
+
 class EtcdCluster {
  public:
   // Starts `members` members and waits (up to 30 s) until the cluster has a
@@ -44,6 +50,10 @@ class EtcdCluster {
   void Kill(int i);
   // SIGTERM, then waits for the process to exit.
   void Stop(int i);
+  // SIGSTOP / SIGCONT: a member that keeps its connections open and never
+  // answers, then answers again.
+  void Freeze(int i);
+  void Thaw(int i);
   // Starts member `i` again with its ports and data; waits until it serves
   // (up to 30 s). Returns whether it did.
   bool Restart(int i);
@@ -54,9 +64,11 @@ class EtcdCluster {
   // Client operations, through a plain gRPC channel to a running member.
   grpc::Status Put(const std::string& key, const std::string& value, int64_t lease = 0);
   grpc::Status Delete(const std::string& key);
-  // The values of the keys under `prefix`, by key order.
+  // The values of the keys under `prefix`, by key order, and the lease
+  // each is attached to (0: none).
   grpc::Status List(const std::string& prefix, std::vector<std::string>* keys,
-                    std::vector<std::string>* values = nullptr);
+                    std::vector<std::string>* values = nullptr,
+                    std::vector<int64_t>* leases = nullptr);
   // The store's current revision, or -1 on error.
   int64_t Revision();
   // Compacts the history up to the current revision.

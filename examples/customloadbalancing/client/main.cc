@@ -3,7 +3,10 @@
 // custom_round_robin with chooseSecond; it sends --count UnaryEcho calls,
 // prints each reply, and checks from the address each reply names (the
 // servers include it, as the seed example says) that every chooseSecond-th
-// call went to the second server and the rest to the first.
+// call went to the second server and the rest to the first. With --target,
+// the channel finds its servers through that target's resolver instead
+// (e.g. etcd://127.0.0.1:2379/echo), and the client counts the calls each
+// server answered.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -26,7 +29,12 @@ constexpr char kUsage[] =
     "usage: lbkit-echo-client [--addrs host:port,host:port] [--choose-second N]\n"
     "                         [--count N] [--timeout SECONDS] [--policy NAME]\n"
     "                         [--health-service NAME] [--interval MS] [--stats]\n"
+    "                         [--target URI]\n"
     "  --addrs           the servers (default localhost:50050,localhost:50051)\n"
+    "  --target          find the servers through this target instead of --addrs, e.g.\n"
+    "                    etcd://127.0.0.1:2379/echo (servers started with --register);\n"
+    "                    the split is then not checked, a failed call does not stop the\n"
+    "                    client, and the summary counts the calls each server answered\n"
     "  --choose-second   every N-th call goes to the second server (default 3; 0: never)\n"
     "  --count           calls to make (default 9)\n"
     "  --timeout         give up after this many seconds (default 10)\n"
@@ -122,7 +130,8 @@ int main(int argc, char** argv) {
                               {"policy", "custom_round_robin"},
                               {"health-service", ""},
                               {"interval", "0"},
-                              {"stats", "false"}},
+                              {"stats", "false"},
+                              {"target", ""}},
                              {"stats"});
   if (flags.help()) {
     std::fputs(kUsage, stdout);
@@ -131,7 +140,10 @@ int main(int argc, char** argv) {
   long choose_second = 0, count = 0, timeout = 0, interval = 0;
   std::vector<std::string> addrs = lbkit_example::SplitList(flags.Get("addrs"));
   const std::string policy = flags.Get("policy");
+  const std::string target = flags.Get("target");
   const bool custom = policy == "custom_round_robin";
+  // The split is checked against --addrs; a target's servers come and go.
+  const bool check_split = custom && target.empty();
   if (!flags.error().empty() || !flags.GetInt("choose-second", 0, 4294967295L, &choose_second) ||
       !flags.GetInt("count", 1, 1000000, &count) || !flags.GetInt("timeout", 1, 3600, &timeout) ||
       !flags.GetInt("interval", 0, 60000, &interval)) {
@@ -142,7 +154,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lbkit-echo-client: unknown --policy %s\n%s", policy.c_str(), kUsage);
     return 2;
   }
-  if (custom && addrs.size() != 2) {
+  if (check_split && addrs.size() != 2) {
     std::fprintf(stderr, "lbkit-echo-client: custom_round_robin needs exactly two --addrs\n");
     return 2;
   }
@@ -163,19 +175,25 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lbkit-echo-client: %s\n", registered.error_message().c_str());
     return 1;
   }
-  auto resolver = lbkit::ManualResolver::Create();
-  lbkit::ResolverState state;
-  for (const std::string& addr : addrs) state.endpoints.push_back(lbkit::Endpoint{{addr}});
   nlohmann::json config = {{"loadBalancingConfig",
                             {{{policy, custom ? nlohmann::json{{"chooseSecond", choose_second}}
                                               : nlohmann::json::object()}}}}};
   if (flags.Has("health-service"))
     config["healthCheckConfig"] = {{"serviceName", flags.Get("health-service")}};
-  state.service_config = config.dump();
-  resolver->SetInitialState(state);
   lbkit::ChannelOptions options;
-  options.resolver = resolver;
-  auto channel = lbkit::CreateChannel("manual:///", grpc::InsecureChannelCredentials(), options);
+  if (target.empty()) {
+    auto resolver = lbkit::ManualResolver::Create();
+    lbkit::ResolverState state;
+    for (const std::string& addr : addrs) state.endpoints.push_back(lbkit::Endpoint{{addr}});
+    state.service_config = config.dump();
+    resolver->SetInitialState(state);
+    options.resolver = resolver;
+  } else {
+    // The resolver may give no service config (etcd's does not).
+    options.default_service_config = config.dump();
+  }
+  auto channel = lbkit::CreateChannel(target.empty() ? "manual:///" : target,
+                                      grpc::InsecureChannelCredentials(), options);
   auto stub = grpc::examples::echo::Echo::NewStub(channel);
 
   const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(timeout);
@@ -197,10 +215,16 @@ int main(int argc, char** argv) {
                        ? " (are the servers running?)"
                        : "");
       exit_code = 1;
-      break;
+      // A target's servers come and go: the next call may find another.
+      if (target.empty() || status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) break;
+      continue;
     }
     std::printf("%s\n", response.message().c_str());
     std::fflush(stdout);
+    if (!target.empty()) {
+      ++served[ServedBy(response.message())];
+      continue;
+    }
     std::string served_port = PortOf(ServedBy(response.message()));
     size_t expected = (choose_second != 0 && n % choose_second == 0) ? 1 : 0;
     if (custom && PortOf(addrs[expected]) != served_port) ++mismatches;
@@ -209,7 +233,14 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (exit_code == 0) {
+  if (!target.empty()) {
+    std::string counts;
+    for (const auto& [addr, calls] : served) {
+      counts += (counts.empty() ? "" : ", ") + addr + " served " + std::to_string(calls);
+    }
+    std::printf("summary: %s (%s, %s)\n", counts.empty() ? "no call served" : counts.c_str(),
+                policy.c_str(), target.c_str());
+  } else if (exit_code == 0) {
     std::string counts;
     for (const std::string& addr : addrs) {
       counts += (counts.empty() ? "" : ", ") + addr + " served " + std::to_string(served[addr]);

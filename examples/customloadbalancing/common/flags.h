@@ -24,7 +24,7 @@ class Flags {
       std::string name = arg.substr(2);
       std::string value;
       size_t eq = name.find('=');
-      bool is_switch = false;
+      bool is_switch = name == "help";  // a value never follows --help
       for (const std::string& s : switches) is_switch |= (s == name);
       if (eq != std::string::npos) {
         value = name.substr(eq + 1);

@@ -1,21 +1,25 @@
 // lbkit-echo-server: serves grpc.examples.echo.Echo on every address of
 // --addrs; each reply names the address that served it. With --report-load,
 // every call also carries a load report for client-side policies. Stops
-// cleanly on SIGINT or SIGTERM.
+// cleanly on SIGINT or SIGTERM. With --register, each address is announced
+// in etcd for as long as the server runs (lbkit::EtcdRegistrar).
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/server.h>
+#include <lbkit/etcd.h>
 #include <lbkit/server_load_report.h>
 
 #include "echo_service.h"
@@ -101,6 +105,8 @@ class LoadReporter {
 constexpr char kUsage[] =
     "usage: lbkit-echo-server [--addrs host:port,...] [--not-serving host:port,...]\n"
     "                         [--toggle host:port] [--report-load]\n"
+    "                         [--register etcd://HOST:PORT,.../SERVICE [--weight N]\n"
+    "                          [--ttl SECONDS]]\n"
     "  --addrs        addresses to serve on (default localhost:50050,localhost:50051);\n"
     "                 port 0 picks a free port, and the log line shows which\n"
     "  --not-serving  addresses whose health service starts NOT_SERVING\n"
@@ -111,8 +117,23 @@ constexpr char kUsage[] =
     "                 second, fraction of all CPUs), qps (calls this address started\n"
     "                 in the last second) and the named metric echo.calls (calls this\n"
     "                 address has started in all)\n"
+    "  --register     announce every address in etcd under SERVICE (key SERVICE/ADDR,\n"
+    "                 on a lease kept alive while the server runs; the address as bound,\n"
+    "                 so it must be one clients can reach: not 0.0.0.0 or [::]); prints\n"
+    "                 \"registered ADDR in TARGET\" once it is\n"
+    "  --weight       the weight clients see for these addresses (default 1)\n"
+    "  --ttl          the lease's time to live: a killed server disappears from clients\n"
+    "                 this long after its last keepalive (default 10)\n"
     "Every address serves grpc.health.v1.Health (SERVING unless told otherwise).\n"
-    "SIGINT or SIGTERM stops the server.\n";
+    "SIGINT or SIGTERM stops the server (after removing its etcd keys).\n";
+
+// Whether `address` ("host:port") names a host clients can dial: not a
+// wildcard that only means "every interface" to a server.
+bool Reachable(const std::string& address) {
+  size_t colon = address.rfind(':');
+  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  return !host.empty() && host != "0.0.0.0" && host != "[::]" && host != "::" && host != "[::0]";
+}
 
 }  // namespace
 
@@ -121,14 +142,19 @@ int main(int argc, char** argv) {
                              {{"addrs", "localhost:50050,localhost:50051"},
                               {"not-serving", ""},
                               {"toggle", ""},
-                              {"report-load", "false"}},
+                              {"report-load", "false"},
+                              {"register", ""},
+                              {"weight", "1"},
+                              {"ttl", "10"}},
                              {"report-load"});
   if (flags.help()) {
     std::fputs(kUsage, stdout);
     return 0;
   }
   std::vector<std::string> addrs = lbkit_example::SplitList(flags.Get("addrs"));
-  if (!flags.error().empty() || addrs.empty()) {
+  long weight = 0, ttl = 0;
+  if (!flags.error().empty() || addrs.empty() || !flags.GetInt("weight", 1, 4294967295L, &weight) ||
+      !flags.GetInt("ttl", 1, 86400, &ttl)) {
     std::fprintf(stderr, "lbkit-echo-server: %s\n%s",
                  flags.error().empty() ? "--addrs is empty" : flags.error().c_str(), kUsage);
     return 2;
@@ -157,6 +183,19 @@ int main(int argc, char** argv) {
   if (!listed(toggle)) {
     std::fprintf(stderr, "lbkit-echo-server: --toggle %s is not in --addrs\n", toggle.c_str());
     return 2;
+  }
+
+  const std::string& register_target = flags.Get("register");
+  if (!register_target.empty()) {
+    for (const std::string& addr : addrs) {
+      if (!Reachable(addr)) {
+        std::fprintf(stderr,
+                     "lbkit-echo-server: --register announces each address as clients must "
+                     "dial it: %s is no address to dial (name the host, e.g. 127.0.0.1:%s)\n",
+                     addr.c_str(), addr.substr(addr.rfind(':') + 1).c_str());
+        return 2;
+      }
+    }
   }
 
   const std::string& report_load = flags.Get("report-load");
@@ -197,6 +236,39 @@ int main(int argc, char** argv) {
     servers.push_back(std::move(server));
   }
 
+  // Registered once every address serves, so that clients never find one
+  // that does not answer yet.
+  std::vector<std::unique_ptr<lbkit::EtcdRegistrar>> registrars;
+  if (!register_target.empty()) {
+    for (const auto& service : services) {
+      lbkit::EtcdRegistrarOptions options;
+      options.target = register_target;
+      options.address = service->label();
+      options.attributes.weight = static_cast<uint32_t>(weight);
+      options.ttl = std::chrono::seconds(ttl);
+      std::unique_ptr<lbkit::EtcdRegistrar> registrar;
+      grpc::Status status = lbkit::EtcdRegistrar::Create(options, &registrar);
+      if (!status.ok()) {
+        std::fprintf(stderr, "lbkit-echo-server: %s\n", status.error_message().c_str());
+        registrars.clear();
+        for (auto& server : servers) server->Shutdown();
+        return 2;
+      }
+      registrars.push_back(std::move(registrar));
+    }
+  }
+  // Says when each address is registered (scripts wait for these lines);
+  // etcd may be down for a while, and the server serves meanwhile.
+  std::atomic<bool> stopping{false};
+  std::thread announcer([&] {
+    for (size_t i = 0; i < registrars.size() && !stopping;) {
+      if (!registrars[i]->WaitRegistered(std::chrono::milliseconds(100))) continue;
+      std::printf("registered %s in %s\n", services[i]->label().c_str(), register_target.c_str());
+      std::fflush(stdout);
+      ++i;
+    }
+  });
+
   const size_t toggle_index =
       static_cast<size_t>(std::find(addrs.begin(), addrs.end(), toggle) - addrs.begin());
   bool toggle_serving =
@@ -213,6 +285,11 @@ int main(int argc, char** argv) {
   }
   std::printf("received %s, stopping\n", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   std::fflush(stdout);
+  stopping = true;
+  announcer.join();
+  // Leave etcd first: clients stop picking this server before it refuses
+  // connections.
+  for (auto& registrar : registrars) registrar->Shutdown();
   for (auto& server : servers) server->Shutdown();
   for (auto& server : servers) server->Wait();
   return 0;
