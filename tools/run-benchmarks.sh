@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces docs/performance.md: builds Release in build-bench/, runs
-# lbkit-pick-benchmark, lbkit-bench, and lbkit-bench's slow-backend and
-# ring-hash-movement scenarios (about 12 minutes in all on 2 cores), and
+# lbkit-pick-benchmark, lbkit-bench, and lbkit-bench's slow-backend,
+# ring-hash-movement and discovery scenarios (about 13 minutes in all on 2
+# cores; discovery starts its own etcd member on loopback), and
 # writes text and JSON results to build-bench/results/.
 #
 #   bash tools/run-benchmarks.sh                      # everything, defaults
@@ -9,7 +10,8 @@
 #   PICK_ARGS="--benchmark_filter=BM_Pick" bash tools/run-benchmarks.sh
 #   SLOW_ARGS="--rate 1000" bash tools/run-benchmarks.sh   # flags for slow-backend
 #   ONLY=slow-backend bash tools/run-benchmarks.sh     # one part: pick, bench,
-#                                                      # slow-backend, ring-hash-movement
+#                                   # slow-backend, ring-hash-movement, discovery
+#   DISCOVERY_ARGS="--endpoints 2000" bash tools/run-benchmarks.sh  # flags for discovery
 #
 # The machine should be otherwise idle: the numbers compare lbkit with gRPC's
 # own channel round by round, but a busy neighbour still widens the spread.
@@ -56,5 +58,10 @@ if want ring-hash-movement; then
   echo "== lbkit-bench --scenario ring-hash-movement -> $out/ring-hash-movement.{txt,json}"
   build-bench/tools/lbkit-bench --scenario ring-hash-movement \
     --json "$out/ring-hash-movement.json" | tee "$out/ring-hash-movement.txt"
+fi
+if want discovery; then
+  echo "== lbkit-bench --scenario discovery -> $out/discovery.{txt,json}"
+  build-bench/tools/lbkit-bench --scenario discovery --json "$out/discovery.json" \
+    ${DISCOVERY_ARGS:-} | tee "$out/discovery.txt"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/environment.txt"

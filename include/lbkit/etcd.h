@@ -53,8 +53,8 @@ struct EtcdRegistrarOptions {
   // "etcd://HOST:PORT[,HOST:PORT...]/SERVICE": where to register, under which
   // service.
   std::string target;
-  // The address clients reach this server at ("host:port", "[v6]:port"):
-  // the key is "SERVICE/address".
+  // The address clients reach this server at ("host:port", "[v6]:port"; not
+  // a wildcard such as 0.0.0.0): the key is "SERVICE/address".
   std::string address;
   // Written as the value's Metadata; weight >= 1.
   EndpointAttributes attributes;

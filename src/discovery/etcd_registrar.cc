@@ -395,6 +395,14 @@ grpc::Status EtcdRegistrar::Create(EtcdRegistrarOptions options,
     return Invalid("address \"" + internal::Shown(options.address) +
                    "\" has no port (expected host:port)");
   }
+  {
+    // A wildcard means "every interface" to a server and nothing to a client.
+    const std::string host = options.address.substr(0, options.address.rfind(':'));
+    if (host == "0.0.0.0" || host == "[::]" || host == "[::0]" || host == "[0:0:0:0:0:0:0:0]") {
+      return Invalid("address \"" + internal::Shown(options.address) +
+                     "\" is a wildcard no client can dial; register the host clients reach");
+    }
+  }
   if (options.attributes.weight < 1) return Invalid("weight must be 1 or more, got 0");
   if (options.ttl < std::chrono::seconds(1)) {
     return Invalid("ttl must be 1 s or more, got " + std::to_string(options.ttl.count()) + " s");

@@ -539,8 +539,8 @@ TEST_F(DnsChannel, TxtConfigsThatAreNotUtf8OrCutInsideACharacterAreErrors) {
     dns.SetTxt("_grpc_config.odd.test", {strings});
     auto channel = Channel(Via(dns, "odd.test:1"));
     ASSERT_TRUE(lbkit_test::WaitForChannelState(*channel, GRPC_CHANNEL_TRANSIENT_FAILURE));
-    EXPECT_TRUE(Contains(channel->Snapshot().rejected_config_error,
-                         "_grpc_config.odd.test breaks gRFC A2"))
+    EXPECT_TRUE(
+        Contains(channel->Snapshot().rejected_config_error, "_grpc_config.odd.test breaks gRFC A2"))
         << channel->Snapshot().rejected_config_error;
   }
 }

@@ -213,6 +213,10 @@ TEST(EtcdRegistrarOptionsTest, RejectsBadOptionsNamingTheProblem) {
   EXPECT_NE(error(options).find("address"), std::string::npos);
   options.address = "127.0.0.1:70000";
   EXPECT_NE(error(options).find("address"), std::string::npos);
+  options.address = "0.0.0.0:7005";
+  EXPECT_NE(error(options).find("wildcard"), std::string::npos);
+  options.address = "[::]:7005";
+  EXPECT_NE(error(options).find("wildcard"), std::string::npos);
   options = good;
   options.attributes.weight = 0;
   EXPECT_NE(error(options).find("weight"), std::string::npos);
