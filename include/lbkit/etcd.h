@@ -41,6 +41,8 @@ struct EtcdResolverOptions {
   std::chrono::milliseconds max_backoff{5000};
   // Deadline of each unary etcd call (the Range).
   std::chrono::milliseconds request_timeout{5000};
+  // A delay or timeout that is not positive counts as its default; a
+  // max_backoff below initial_backoff as initial_backoff.
 };
 
 // A factory for "etcd" with `options`. The built-in one (registered by
@@ -56,7 +58,8 @@ struct EtcdRegistrarOptions {
   // The address clients reach this server at ("host:port", "[v6]:port"; not
   // a wildcard such as 0.0.0.0): the key is "SERVICE/address".
   std::string address;
-  // Written as the value's Metadata; weight >= 1.
+  // Written as the value's Metadata; weight >= 1, and no free-form value
+  // named "weight" or "hash_key" (those are the typed fields).
   EndpointAttributes attributes;
   // The lease's time to live: a server that dies without deregistering
   // disappears from clients this long after its last keepalive. 1 s or more.
@@ -69,8 +72,10 @@ struct EtcdRegistrarOptions {
 // Registers one address under a service for as long as it lives: grants a
 // lease, writes the key with it, keeps the lease alive on a stream (every
 // ttl/3), and starts over (new lease, key written again) when the lease is
-// lost or etcd was unreachable for longer than the ttl. Shutdown() deletes
-// the key and revokes the lease, so clients drop the server at once.
+// lost or etcd was unreachable for longer than the ttl. Shutdown() revokes
+// the lease, which deletes the key with it, so clients drop the server at
+// once; a key another registrar wrote since (a new instance on the same
+// address) is on that registrar's lease and stays.
 //
 // Thread-safety: every method may be called from any thread.
 class EtcdRegistrar {
@@ -92,8 +97,8 @@ class EtcdRegistrar {
   virtual bool registered() const = 0;
   // The last error from etcd, "" when the last operation succeeded.
   virtual std::string last_error() const = 0;
-  // Deletes the key and revokes the lease (each etcd call bounded by
-  // `timeout`), then stops every background activity. Idempotent; a failure
+  // Stops every background activity, then revokes the lease (which deletes
+  // the key, if it is still on it) within `timeout`. Idempotent; a failure
   // to reach etcd is logged, and the key then disappears with its lease.
   virtual void Shutdown(std::chrono::milliseconds timeout = std::chrono::seconds(2)) = 0;
 

@@ -20,6 +20,12 @@ grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
 
+// Compact JSON text; bytes that are not UTF-8 become U+FFFD instead of an
+// exception.
+std::string JsonText(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 bool HasControlByte(const std::string& text) {
   return std::any_of(text.begin(), text.end(),
                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
@@ -111,10 +117,49 @@ std::string EncodeEtcdEndpoint(const std::string& address, const EndpointAttribu
   if (!attributes.hash_key.empty()) metadata["hash_key"] = attributes.hash_key;
   for (const auto& [key, text] : attributes.values) metadata[key] = text;
   if (!metadata.empty()) value["Metadata"] = std::move(metadata);
-  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return JsonText(value);
+}
+
+// How deep `text` nests arrays and objects (brackets inside strings do not
+// count), stopping once past `limit`.
+size_t NestingDepth(const std::string& text, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 grpc::Status DecodeEtcdEndpoint(const std::string& text, EtcdEndpointValue* out) {
+  // Anyone who can write under the prefix controls these bytes. A value is
+  // a small object; nlohmann's dump(), used below for error text and free-
+  // form metadata, recurses once per level, so a value nested a million
+  // deep would overflow the resolver thread's stack.
+  constexpr size_t kMaxValueBytes = 64 * 1024;
+  constexpr size_t kMaxDepth = 32;
+  if (text.size() > kMaxValueBytes) {
+    return Invalid("the value has " + std::to_string(text.size()) + " bytes, more than " +
+                   std::to_string(kMaxValueBytes));
+  }
+  if (NestingDepth(text, kMaxDepth) > kMaxDepth) {
+    return Invalid("the value nests deeper than " + std::to_string(kMaxDepth) + " levels");
+  }
   nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) return Invalid("not JSON: \"" + Shown(text) + "\"");
   if (!value.is_object()) return Invalid("not a JSON object: \"" + Shown(text) + "\"");
@@ -122,7 +167,7 @@ grpc::Status DecodeEtcdEndpoint(const std::string& text, EtcdEndpointValue* out)
   auto op = value.find("Op");
   if (op != value.end()) {
     if (!op->is_number_integer() || (op->get<int64_t>() != 0 && op->get<int64_t>() != 1)) {
-      return Invalid("\"Op\" is " + Shown(op->dump()) + ", expected 0 (add) or 1 (delete)");
+      return Invalid("\"Op\" is " + Shown(JsonText(*op)) + ", expected 0 (add) or 1 (delete)");
     }
     result.remove = op->get<int64_t>() == 1;
   }
@@ -138,18 +183,18 @@ grpc::Status DecodeEtcdEndpoint(const std::string& text, EtcdEndpointValue* out)
   if (metadata != value.end() && !metadata->is_null()) {
     EndpointAttributes& attributes = result.endpoint.attributes;
     if (!metadata->is_object()) {
-      attributes.values["metadata"] = metadata->dump();
+      attributes.values["metadata"] = JsonText(*metadata);
     } else {
       for (const auto& [key, item] : metadata->items()) {
         if (key == "weight") {
           if (!ParseWeight(item, &attributes.weight)) {
-            return Invalid("\"Metadata\".weight is " + Shown(item.dump()) +
+            return Invalid("\"Metadata\".weight is " + Shown(JsonText(item)) +
                            ", expected a whole number from 1 to 4294967295");
           }
         } else if (key == "hash_key" && item.is_string()) {
           attributes.hash_key = item.get<std::string>();
         } else {
-          attributes.values[key] = item.is_string() ? item.get<std::string>() : item.dump();
+          attributes.values[key] = item.is_string() ? item.get<std::string>() : JsonText(item);
         }
       }
     }
@@ -191,6 +236,10 @@ std::shared_ptr<grpc::Channel> EtcdMembers::Current(std::string* address) {
     // member that went silent.
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    // gRPC stops pinging after 2 pings with no data frame between them by
+    // default; a quiet watch sends none, and a member that froze would then
+    // never be noticed. etcd allows a ping every 5 s on an open stream.
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     // Without calls no pings: etcd would answer them with GOAWAY.
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
     // A service with many endpoints lists them in one Range response, which

@@ -100,10 +100,12 @@ class EtcdRegistrarImpl final : public EtcdRegistrar {
       lease = lease_;
       registered_ = false;
     }
-    // Deleting the key removes the server from clients at once; revoking
-    // the lease frees it on etcd (and would remove the key too, had the
-    // delete been lost). One deadline for both, so a dead etcd costs no
-    // more than `timeout`.
+    // Revoking the lease deletes the key at once (clients drop the server
+    // now, not after the TTL), but only if the key is still ours: another
+    // registrar that wrote the same address since (a new instance on the
+    // same port) put it on its own lease, and a plain delete would remove
+    // its registration while its keepalives go on succeeding. One deadline,
+    // so a dead etcd costs no more than `timeout`.
     // No lease granted: no put was ever sent, nothing to remove.
     if (lease == 0) return;
     const auto deadline = std::chrono::system_clock::now() + timeout;
@@ -121,24 +123,14 @@ class EtcdRegistrarImpl final : public EtcdRegistrar {
     for (size_t attempt = 0; attempt < members_.size(); ++attempt) {
       if (attempt > 0) members_.Advance();
       auto channel = members_.Current();
-      {
-        grpc::ClientContext context;
-        context.set_deadline(deadline);
-        etcdserverpb::DeleteRangeRequest request;
-        request.set_key(key_);
-        etcdserverpb::DeleteRangeResponse response;
-        status = etcdserverpb::KV::NewStub(channel)->DeleteRange(&context, request, &response);
-      }
-      if (status.ok()) {
-        grpc::ClientContext context;
-        context.set_deadline(deadline);
-        etcdserverpb::LeaseRevokeRequest request;
-        request.set_id(lease);
-        etcdserverpb::LeaseRevokeResponse response;
-        status = etcdserverpb::Lease::NewStub(channel)->LeaseRevoke(&context, request, &response);
-        // Already expired or revoked: the goal is reached.
-        if (status.error_code() == grpc::StatusCode::NOT_FOUND) status = grpc::Status::OK;
-      }
+      grpc::ClientContext context;
+      context.set_deadline(deadline);
+      etcdserverpb::LeaseRevokeRequest request;
+      request.set_id(lease);
+      etcdserverpb::LeaseRevokeResponse response;
+      status = etcdserverpb::Lease::NewStub(channel)->LeaseRevoke(&context, request, &response);
+      // Already expired or revoked: the key is gone with it.
+      if (status.error_code() == grpc::StatusCode::NOT_FOUND) status = grpc::Status::OK;
       if (status.ok() || std::chrono::system_clock::now() >= deadline) break;
     }
     return status;
@@ -404,6 +396,12 @@ grpc::Status EtcdRegistrar::Create(EtcdRegistrarOptions options,
     }
   }
   if (options.attributes.weight < 1) return Invalid("weight must be 1 or more, got 0");
+  for (const char* typed : {"weight", "hash_key"}) {
+    if (options.attributes.values.count(typed) != 0) {
+      return Invalid(std::string("a free-form value named \"") + typed +
+                     "\" would replace the attribute of that name in Metadata");
+    }
+  }
   if (options.ttl < std::chrono::seconds(1)) {
     return Invalid("ttl must be 1 s or more, got " + std::to_string(options.ttl.count()) + " s");
   }

@@ -364,6 +364,16 @@ class EtcdResolverFactory final : public ResolverFactory {
 }  // namespace
 
 std::shared_ptr<const ResolverFactory> MakeEtcdResolverFactory(EtcdResolverOptions options) {
+  // A zero or negative delay would retry a down etcd back to back (and,
+  // before the first list, report an error to the channel each time).
+  const EtcdResolverOptions defaults;
+  if (options.initial_backoff <= std::chrono::milliseconds(0)) {
+    options.initial_backoff = defaults.initial_backoff;
+  }
+  if (options.max_backoff < options.initial_backoff) options.max_backoff = options.initial_backoff;
+  if (options.request_timeout <= std::chrono::milliseconds(0)) {
+    options.request_timeout = defaults.request_timeout;
+  }
   return std::make_shared<EtcdResolverFactory>(options);
 }
 

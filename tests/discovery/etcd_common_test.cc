@@ -86,6 +86,19 @@ TEST(EtcdValue, RejectsBadValuesNamingTheProblem) {
   EXPECT_NE(error(R"({"Addr":"h:1","Metadata":{"weight":0}})").find("weight"), std::string::npos);
   EXPECT_NE(error(R"({"Addr":"h:1","Metadata":{"weight":-1}})").find("weight"), std::string::npos);
   EXPECT_NE(error(R"({"Addr":"h:99999"})").find("port"), std::string::npos);
+  // Hostile values: huge, or nested deep enough to exhaust a stack if
+  // anything recursed over them; brackets inside strings do not count.
+  EXPECT_NE(error(std::string(70000, ' ')).find("more than 65536"), std::string::npos);
+  std::string deep =
+      R"({"Addr":"h:1","Metadata":)" + std::string(30000, '[') + std::string(30000, ']') + "}";
+  EXPECT_NE(error(deep).find("nests deeper than 32"), std::string::npos);
+  ASSERT_TRUE(
+      DecodeEtcdEndpoint(
+          R"({"Addr":"h:1","Metadata":{"note":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}})", &decoded)
+          .ok());
+  // Bytes that are not UTF-8: an error, never an exception.
+  EXPECT_NE(error("{\"Addr\":\"h:1\",\"Metadata\":{\"n\":[\"\xff\"]}}").find("not JSON"),
+            std::string::npos);
 }
 
 TEST(EtcdCluster, ServesPutListCompactAndEtcdctl) {

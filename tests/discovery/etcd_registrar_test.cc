@@ -120,7 +120,7 @@ TEST_F(EtcdRegistrarTest, WritesTheGoStyleValueWithALease) {
 }
 
 TEST_F(EtcdRegistrarTest, ShutdownDeletesTheKeyAtOnce) {
-  // A TTL far longer than the test: only the delete can remove the key.
+  // A TTL far longer than the test: only the revocation can remove the key.
   auto registrar = Registered("127.0.0.1:7002", seconds(600));
   ASSERT_NE(registrar, nullptr);
   int64_t lease = 0;
@@ -134,6 +134,31 @@ TEST_F(EtcdRegistrarTest, ShutdownDeletesTheKeyAtOnce) {
   registrar->Shutdown(seconds(2));  // idempotent
   registrar.reset();
   EXPECT_FALSE(Lookup(cluster_, "echo/127.0.0.1:7002"));
+}
+
+// Two registrars for one address (a new instance started on the port of
+// one that is stopping): the old one's shutdown must not take the new one's
+// registration with it, since the new one's keepalives would go on
+// succeeding and it would never write its key again.
+TEST_F(EtcdRegistrarTest, ShutdownLeavesAKeyAnotherRegistrarWroteSince) {
+  auto old_instance = Registered("127.0.0.1:7009", seconds(600));
+  ASSERT_NE(old_instance, nullptr);
+  int64_t old_lease = 0;
+  ASSERT_TRUE(Lookup(cluster_, "echo/127.0.0.1:7009", nullptr, &old_lease));
+  auto new_instance = Registered("127.0.0.1:7009", seconds(600));
+  ASSERT_NE(new_instance, nullptr);
+  int64_t new_lease = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    return Lookup(cluster_, "echo/127.0.0.1:7009", nullptr, &new_lease) && new_lease != old_lease;
+  }));
+
+  old_instance->Shutdown(seconds(2));
+  int64_t lease = 0;
+  EXPECT_TRUE(Lookup(cluster_, "echo/127.0.0.1:7009", nullptr, &lease))
+      << "the old instance's shutdown deleted the new instance's key";
+  EXPECT_EQ(lease, new_lease);
+  new_instance->Shutdown(seconds(2));
+  EXPECT_FALSE(Lookup(cluster_, "echo/127.0.0.1:7009"));
 }
 
 TEST_F(EtcdRegistrarTest, ReRegistersWhenTheLeaseIsRevoked) {
@@ -220,6 +245,9 @@ TEST(EtcdRegistrarOptionsTest, RejectsBadOptionsNamingTheProblem) {
   options = good;
   options.attributes.weight = 0;
   EXPECT_NE(error(options).find("weight"), std::string::npos);
+  options = good;
+  options.attributes.values["weight"] = "5";
+  EXPECT_NE(error(options).find("free-form value named \"weight\""), std::string::npos);
   options = good;
   options.ttl = seconds(0);
   EXPECT_NE(error(options).find("ttl"), std::string::npos);
