@@ -29,7 +29,7 @@ cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWith
   -DLBKIT_BUILD_TESTS=OFF -DLBKIT_BUILD_EXAMPLES=OFF -DLBKIT_BUILD_TOOLS=OFF >/dev/null
 cmake --build build-fuzz -j2
 
-targets=(service_config target endpoint_attributes)
+targets=(service_config target endpoint_attributes etcd_value dns_txt)
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -4,12 +4,14 @@
 #include <cctype>
 #include <exception>
 
+#include "core/json_depth.h"
 #include "core/shown_text.h"
 #include "lbkit/registry.h"
 
 namespace lbkit {
 namespace {
 
+using internal::JsonNestingDepth;
 using internal::Shown;
 
 grpc::Status Invalid(const std::string& message) {
@@ -27,34 +29,6 @@ nlohmann::json SinglePolicyList(const std::string& name) {
 // before parsing, so that hostile input cannot exhaust the control thread's
 // stack inside the JSON library.
 constexpr int kMaxNestingDepth = 64;
-
-// The deepest nesting of arrays and objects in `json`, outside strings;
-// stops counting past `limit`.
-int NestingDepth(const std::string& json, int limit) {
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : json) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
 
 std::string Join(const std::vector<std::string>& names) {
   std::string out;
@@ -118,7 +92,7 @@ grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) 
       return Invalid(std::to_string(json.size()) + " bytes, over the limit of " +
                      std::to_string(kMaxServiceConfigBytes) + " (kMaxServiceConfigBytes)");
     }
-    if (NestingDepth(json, kMaxNestingDepth) > kMaxNestingDepth) {
+    if (JsonNestingDepth(json, kMaxNestingDepth) > kMaxNestingDepth) {
       return Invalid("nested deeper than " + std::to_string(kMaxNestingDepth) + " levels");
     }
     root = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);

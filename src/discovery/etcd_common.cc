@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/address.h"
+#include "core/json_depth.h"
 #include "core/shown_text.h"
 
 namespace lbkit {
@@ -120,44 +121,18 @@ std::string EncodeEtcdEndpoint(const std::string& address, const EndpointAttribu
   return JsonText(value);
 }
 
-// How deep `text` nests arrays and objects (brackets inside strings do not
-// count), stopping once past `limit`.
-size_t NestingDepth(const std::string& text, size_t limit) {
-  size_t depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) break;
-    } else if ((c == ']' || c == '}') && depth > 0) {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 grpc::Status DecodeEtcdEndpoint(const std::string& text, EtcdEndpointValue* out) {
   // Anyone who can write under the prefix controls these bytes. A value is
   // a small object; nlohmann's dump(), used below for error text and free-
   // form metadata, recurses once per level, so a value nested a million
   // deep would overflow the resolver thread's stack.
   constexpr size_t kMaxValueBytes = 64 * 1024;
-  constexpr size_t kMaxDepth = 32;
+  constexpr int kMaxDepth = 32;
   if (text.size() > kMaxValueBytes) {
     return Invalid("the value has " + std::to_string(text.size()) + " bytes, more than " +
                    std::to_string(kMaxValueBytes));
   }
-  if (NestingDepth(text, kMaxDepth) > kMaxDepth) {
+  if (JsonNestingDepth(text, kMaxDepth) > kMaxDepth) {
     return Invalid("the value nests deeper than " + std::to_string(kMaxDepth) + " levels");
   }
   nlohmann::json value = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
