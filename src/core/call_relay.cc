@@ -16,7 +16,6 @@
 
 #include "core/guarded_pick.h"
 #include "core/io_loop.h"
-#include "core/stub_adapter.h"
 
 namespace lbkit {
 namespace internal {
@@ -343,12 +342,11 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
   std::shared_ptr<RelaySession> self_;
 };
 
-QueuedCall::QueuedCall(const grpc::internal::RpcMethod& method, grpc::ClientContext& context,
-                       bool wait_for_ready)
+QueuedCall::QueuedCall(const PickArgs& args, grpc::ClientContext& context)
     : id_(next_id.fetch_add(1, std::memory_order_relaxed)),
-      method_(method.name()),
-      metadata_(StubAdapter::SendMetadata(context)),
-      wait_for_ready_(wait_for_ready),
+      method_(args.method),
+      metadata_(*args.metadata),
+      wait_for_ready_(args.wait_for_ready),
       // Absolute, so that time spent queued counts against a relative one.
       deadline_(gpr_convert_clock_type(context.raw_deadline(), GPR_CLOCK_MONOTONIC)),
       credentials_(context.credentials()),
@@ -358,7 +356,7 @@ QueuedCall::QueuedCall(const grpc::internal::RpcMethod& method, grpc::ClientCont
   // As the stub saw it when the call arrived; a relative deadline is made
   // absolute now, as deadline_ is.
   args_.deadline = context.deadline();
-  args_.wait_for_ready = wait_for_ready;
+  args_.wait_for_ready = args.wait_for_ready;
 }
 
 QueuedCall::~QueuedCall() {
@@ -400,9 +398,8 @@ void QueuedCall::Advance() {
   if (session_ != nullptr) session_->Advance();
 }
 
-grpc::internal::Call CreateRelayedCall(const std::shared_ptr<QueuedCall>& queued,
-                                       const grpc::internal::RpcMethod& method,
-                                       grpc::ClientContext* context, grpc::CompletionQueue* cq) {
+RelayedCallStart::RelayedCallStart(const std::shared_ptr<QueuedCall>& queued)
+    : method_(queued->method_.c_str()) {
   static std::once_flag listening;
   std::call_once(listening, [] {
     IoLoop::Get().Post([] {
@@ -413,14 +410,12 @@ grpc::internal::Call CreateRelayedCall(const std::shared_ptr<QueuedCall>& queued
     std::lock_guard<std::mutex> lock(RegistryMu());
     Registry().emplace(queued->id_, queued);
   }
-  grpc::internal::RpcMethod relay_method(queued->method_.c_str(), method.suffix_for_stats(),
-                                         method.method_type());
   creating_id = queued->id_;
-  grpc::internal::Call call =
-      StubAdapter::CreateCall(RelayChannel().get(), relay_method, context, cq);
-  creating_id = 0;
-  return call;
 }
+
+RelayedCallStart::~RelayedCallStart() { creating_id = 0; }
+
+grpc::Channel* RelayedCallStart::channel() const { return RelayChannel().get(); }
 
 }  // namespace internal
 }  // namespace lbkit

@@ -21,10 +21,8 @@
 #include <utility>
 #include <vector>
 
+#include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
-#include <grpcpp/completion_queue.h>
-#include <grpcpp/impl/call.h>
-#include <grpcpp/impl/rpc_method.h>
 #include <grpcpp/security/credentials.h>
 
 #include "core/subchannel.h"
@@ -35,12 +33,15 @@ namespace internal {
 
 class RelaySession;
 
-// A call waiting for a pick. Created by CreateRelayedCall; its channel keeps
-// it in arrival order and offers it to each new picker.
+// A call waiting for a pick. Its channel keeps it in arrival order and
+// offers it to each new picker; the stub drives the relayed call made for it
+// (RelayedCallStart).
 class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
  public:
-  QueuedCall(const grpc::internal::RpcMethod& method, grpc::ClientContext& context,
-             bool wait_for_ready);
+  // `args`: the call as the stub started it (its method, metadata and
+  // wait-for-ready flag, copied); `context`: its ClientContext, for the
+  // deadline, per-call credentials and compression algorithm.
+  QueuedCall(const PickArgs& args, grpc::ClientContext& context);
   ~QueuedCall();
 
   // What the picker sees. Stable for the call's life.
@@ -61,10 +62,7 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
  private:
   friend class RelaySession;
   friend class EndWatcher;
-  friend grpc::internal::Call CreateRelayedCall(const std::shared_ptr<QueuedCall>& queued,
-                                                const grpc::internal::RpcMethod& method,
-                                                grpc::ClientContext* context,
-                                                grpc::CompletionQueue* cq);
+  friend class RelayedCallStart;
   // kClaimed: being placed or failed by one thread; the fields below are
   // written, then the phase moves on.
   enum Phase { kWaiting, kClaimed, kPlaced, kEnded };
@@ -96,11 +94,27 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
   std::shared_ptr<RelaySession> session_;
 };
 
-// Creates the stub-facing call for `queued` on lbkit's in-process channel.
-// The call is handed to the relay when the stub starts it.
-grpc::internal::Call CreateRelayedCall(const std::shared_ptr<QueuedCall>& queued,
-                                       const grpc::internal::RpcMethod& method,
-                                       grpc::ClientContext* context, grpc::CompletionQueue* cq);
+// The making of the stub-facing call for a QueuedCall: while one of these
+// lives, the stub adapter creates that call on channel(), lbkit's in-process
+// channel, for method() (stub_adapter/channel_facade.cc). The call is handed
+// to the relay when the stub starts it. Not copyable; one thread.
+class RelayedCallStart {
+ public:
+  // Registers `queued` with the relay and marks this thread as creating its
+  // call (the relay's interceptor factory runs inside call creation).
+  explicit RelayedCallStart(const std::shared_ptr<QueuedCall>& queued);
+  ~RelayedCallStart();
+  RelayedCallStart(const RelayedCallStart&) = delete;
+  RelayedCallStart& operator=(const RelayedCallStart&) = delete;
+
+  grpc::Channel* channel() const;
+  // The call's method; lives as long as the QueuedCall (gRPC keeps the
+  // pointer, not a copy).
+  const char* method() const { return method_; }
+
+ private:
+  const char* method_;
+};
 
 }  // namespace internal
 }  // namespace lbkit

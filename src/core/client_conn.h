@@ -1,6 +1,18 @@
 // ClientConn: the shared core of one lbkit channel. It owns the work
 // serializer, the resolver, the top balancer and the current picker, and
-// routes each call. lbkit::Channel objects handed to users forward to it.
+// routes each call. The channel handed to users (the stub adapter's facade)
+// forwards to it.
+//
+// Its code follows design.md's flow, one responsibility a file:
+//   client_conn.cc           construction, start, shutdown, snapshots
+//   client_conn_helper.*     the root helper: where the policy's subchannels,
+//                            timers and posts meet the channel
+//   client_conn_resolver.cc  the resolver listener; resolver updates and
+//                            errors; service config and policy choice
+//   client_conn_picker.cc    publishing a policy's picker; routing each call
+//   client_conn_queue.cc     calls waiting for a picker that can place them
+//   client_conn_state.cc     the channel's connectivity state and its watches
+//   create_channel.cc        lbkit::CreateChannel
 #ifndef LBKIT_SRC_CORE_CLIENT_CONN_H_
 #define LBKIT_SRC_CORE_CLIENT_CONN_H_
 
@@ -11,13 +23,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
-#include <grpcpp/impl/call.h>
-#include <grpcpp/impl/rpc_method.h>
 
 #include "core/call_relay.h"
 #include "core/picker_slot.h"
@@ -29,6 +40,24 @@
 
 namespace lbkit {
 namespace internal {
+
+// ClientConn's answer for a call a stub is starting; the stub adapter makes
+// the gRPC call from it (stub_adapter/channel_facade.cc).
+struct CallRoute {
+  enum class Kind {
+    kPlace,  // on `subchannel`, with `on_done`; the pick's metadata is on the context
+    kFail,   // with `status` (never OK): the pick failed, the deadline passed, shut down
+    kQueue,  // `queued` waits in the channel's queue; the stub gets a relayed call
+  };
+  Kind kind = Kind::kFail;
+  SubchannelImpl* subchannel = nullptr;
+  CallDoneCallback on_done;
+  std::optional<grpc::Status> status;  // nothing to build on the fast path
+  std::shared_ptr<QueuedCall> queued;
+  // kPlace: keeps the picker, and so `subchannel`, alive until the call is
+  // created; release it then.
+  std::optional<PickerSlot::ReadGuard> picker;
+};
 
 class ClientConn : public std::enable_shared_from_this<ClientConn> {
  public:
@@ -45,9 +74,12 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   ChannelSnapshot Snapshot();
 
   // The data plane, any thread.
-  grpc::internal::Call CreateCall(const grpc::internal::RpcMethod& method,
-                                  grpc::ClientContext* context, grpc::CompletionQueue* cq);
-  void* RegisterMethod(const char* method);
+  // Routes a call a stub is starting. `args` holds its method, metadata and
+  // wait-for-ready flag (the stub adapter reads those); the deadline is read
+  // here from `context`, where the pick's metadata goes too.
+  void RouteCall(PickArgs args, grpc::ClientContext* context, CallRoute* route);
+  // lbkit's registration of a method a stub uses (its name and cache slot).
+  MethodInfo* RegisterMethod(const char* method);
   grpc_connectivity_state GetState(bool try_to_connect);
   void NotifyOnStateChange(grpc_connectivity_state last_observed, gpr_timespec deadline,
                            grpc::CompletionQueue* cq, void* tag);
@@ -64,16 +96,17 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   void FailChannel(const grpc::Status& status);
   void ShutdownOnSerializer();
 
-  grpc::internal::Call FailedCall(const grpc::Status& status,
-                                  const grpc::internal::RpcMethod& method,
-                                  grpc::ClientContext* context, grpc::CompletionQueue* cq);
   // A call the current picker could not place: fails it if its deadline has
-  // passed, else queues it and hands the stub a relayed call (call_relay.h).
-  grpc::internal::Call QueueCall(const grpc::internal::RpcMethod& method,
-                                 grpc::ClientContext* context, grpc::CompletionQueue* cq,
-                                 bool wait_for_ready, uint64_t generation);
-  grpc::internal::Call ExpiredCall(const grpc::internal::RpcMethod& method,
-                                   grpc::ClientContext* context, grpc::CompletionQueue* cq);
+  // passed, else queues it, for the stub to get a relayed call
+  // (call_relay.h).
+  void QueueCall(const PickArgs& args, grpc::ClientContext* context, uint64_t generation,
+                 CallRoute* route);
+  // DEADLINE_EXCEEDED for a call whose deadline passed before it was placed.
+  grpc::Status ExpiredStatus() const;
+  static const grpc::Status& ShutdownStatus();
+  // The done-callback's status for a pick lbkit did not use (picker.h).
+  static grpc::Status PickNotUsed(const SubchannelImpl& subchannel);
+  static bool DeadlinePassed(gpr_timespec deadline);
   // Serializer only: offers every queued call to `picker`, in arrival order.
   void PickQueued(const Picker& picker);
   void SetState(ConnectivityState state, const grpc::Status& error);

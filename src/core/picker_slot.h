@@ -28,7 +28,14 @@ class PickerSlot {
    public:
     ReadGuard(std::atomic<int64_t>* counter, const Picker* picker)
         : counter_(counter), picker_(picker) {}
-    ~ReadGuard() { counter_->fetch_sub(1, std::memory_order_release); }
+    ~ReadGuard() {
+      if (counter_ != nullptr) counter_->fetch_sub(1, std::memory_order_release);
+    }
+    // Moved into the CallRoute that keeps a picked subchannel alive until its
+    // call exists (client_conn.h).
+    ReadGuard(ReadGuard&& other) noexcept : counter_(other.counter_), picker_(other.picker_) {
+      other.counter_ = nullptr;
+    }
     ReadGuard(const ReadGuard&) = delete;
     ReadGuard& operator=(const ReadGuard&) = delete;
     const Picker* operator->() const { return picker_; }

@@ -15,36 +15,15 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/support/client_interceptor.h>
 
+#include "core/connectivity.h"
 #include "core/connectivity_watcher.h"
 #include "core/guarded_pick.h"
 #include "core/health_check.h"
-#include "core/stub_adapter.h"
 #include "core/trace.h"
 
 namespace lbkit {
 namespace internal {
 namespace {
-
-ConnectivityState FromGrpc(grpc_connectivity_state state) {
-  switch (state) {
-    case GRPC_CHANNEL_IDLE:
-      return ConnectivityState::kIdle;
-    case GRPC_CHANNEL_CONNECTING:
-      return ConnectivityState::kConnecting;
-    case GRPC_CHANNEL_READY:
-      return ConnectivityState::kReady;
-    case GRPC_CHANNEL_TRANSIENT_FAILURE:
-      return ConnectivityState::kTransientFailure;
-    case GRPC_CHANNEL_SHUTDOWN:
-      return ConnectivityState::kShutdown;
-  }
-  return ConnectivityState::kShutdown;
-}
-
-// The call-done callback travels from CreateCall to the interceptor factory
-// through this slot: gRPC builds a call's interceptors synchronously inside
-// CreateCall, on the same thread.
-thread_local CallDoneCallback* pending_done = nullptr;
 
 // Hands the pick's done-callback the call's status and trailing metadata.
 // gRPC runs POST_RECV_STATUS when the application takes the status (inside
@@ -81,8 +60,11 @@ class CallDoneInterceptorFactory final
  public:
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo* /*info*/) override {
-    if (pending_done == nullptr || !*pending_done) return nullptr;  // no cost for most calls
-    return new CallDoneInterceptor(std::move(*pending_done));
+    // The call-done callback travels from StartCall to here through this
+    // slot: gRPC builds a call's interceptors synchronously inside its
+    // creation, on the same thread.
+    if (pending_call_done == nullptr || !*pending_call_done) return nullptr;  // no cost for most
+    return new CallDoneInterceptor(std::move(*pending_call_done));
   }
 };
 
@@ -152,7 +134,6 @@ std::shared_ptr<SubchannelImpl> SubchannelImpl::CreateForTesting(std::string add
 
 SubchannelImpl::~SubchannelImpl() {
   if (health_watch_ != nullptr) health_watch_->Cancel();
-  for (auto& slot : methods_) delete slot.load(std::memory_order_acquire);
 }
 
 void SubchannelImpl::RequestConnection() {
@@ -372,56 +353,15 @@ void SubchannelImpl::Deliver(ConnectivityState state, const grpc::Status& status
   if (listener) listener(state, status);
 }
 
-const grpc::internal::RpcMethod& SubchannelImpl::CachedMethod(
-    const grpc::internal::RpcMethod& method, const MethodInfo& info) {
-  std::atomic<const grpc::internal::RpcMethod*>& slot = methods_[info.index];
-  const grpc::internal::RpcMethod* cached = slot.load(std::memory_order_acquire);
-  if (cached != nullptr) return *cached;
-  // First call of this method here: register it on this connection. gRPC
-  // returns the same handle for the same name, so a lost race is harmless.
-  auto* fresh = new grpc::internal::RpcMethod(method.name(), method.suffix_for_stats(),
-                                              method.method_type(), channel_);
-  if (slot.compare_exchange_strong(cached, fresh, std::memory_order_acq_rel)) return *fresh;
-  delete fresh;
-  return *cached;
-}
-
-grpc::internal::Call SubchannelImpl::CreateCall(const grpc::internal::RpcMethod& method,
-                                                const MethodInfo* method_info,
-                                                grpc::ClientContext* context,
-                                                grpc::CompletionQueue* cq,
-                                                CallDoneCallback on_done) {
-  calls_started_.fetch_add(1, std::memory_order_relaxed);
-  const grpc::internal::RpcMethod* to_use;
-  grpc::internal::RpcMethod unregistered(method.name(), method.suffix_for_stats(),
-                                         method.method_type());
-  if (method_info != nullptr && method_info->index < kCachedMethods) {
-    to_use = &CachedMethod(method, *method_info);
-  } else {
-    to_use = &unregistered;
-  }
-  if (!on_done) return StubAdapter::CreateCall(channel_.get(), *to_use, context, cq);
-  pending_done = &on_done;
-  grpc::internal::Call call = StubAdapter::CreateCall(channel_.get(), *to_use, context, cq);
-  pending_done = nullptr;
-  return call;
-}
-
-}  // namespace internal
-}  // namespace lbkit
-
-namespace lbkit {
-namespace internal {
-
 std::unique_ptr<grpc::GenericClientAsyncReaderWriter> SubchannelImpl::StartGenericCall(
     grpc::ClientContext* context, const std::string& method, grpc::CompletionQueue* cq,
     CallDoneCallback on_done) {
   calls_started_.fetch_add(1, std::memory_order_relaxed);
   grpc::GenericStub stub(channel_);
-  pending_done = &on_done;
+  pending_call_done = &on_done;
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
       stub.PrepareCall(context, method, cq);
-  pending_done = nullptr;
+  pending_call_done = nullptr;
   return call;
 }
 

@@ -14,6 +14,7 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
+#include "core/stub_adapter/stub_adapter.h"
 #include "core/work_serializer.h"
 #include "lbkit/balancer.h"
 
@@ -34,17 +35,19 @@ struct SubchannelAccess {
 std::string AddressToGrpcTarget(const std::string& address);
 
 // A method registered on lbkit's channel; its index selects a per-subchannel
-// cache slot.
+// cache slot (RegisteredMethods).
 struct MethodInfo {
   std::string name;
   size_t index;
 };
 
+// The pick's done-callback for the call being created on this thread, for
+// the subchannels' interceptor factory (stub_adapter.h, item 13).
+inline thread_local CallDoneCallback* pending_call_done = nullptr;
+
 class SubchannelImpl final : public Subchannel,
                              public std::enable_shared_from_this<SubchannelImpl> {
  public:
-  static constexpr size_t kCachedMethods = 64;
-
   // Creates an IDLE subchannel and starts following its state; `listener`
   // runs on `serializer`.
   static std::shared_ptr<SubchannelImpl> Create(
@@ -63,13 +66,22 @@ class SubchannelImpl final : public Subchannel,
   void ResetBackoff() override;
   void Shutdown() override;
 
-  // Any thread: starts a call on this subchannel's connection. `method_info`
-  // is lbkit's registration of the method (may be null). `on_done`, if set,
-  // receives the call's end (status and trailers) when gRPC hands the status
-  // to interceptors (picker.h, CallDoneCallback).
-  grpc::internal::Call CreateCall(const grpc::internal::RpcMethod& method,
-                                  const MethodInfo* method_info, grpc::ClientContext* context,
-                                  grpc::CompletionQueue* cq, CallDoneCallback on_done);
+  // Any thread: starts a call on this subchannel's connection. `create`
+  // makes it: `create(channel, methods)` with the connection's grpc::Channel
+  // and the methods registered on it (the stub adapter does this, in
+  // stub_adapter/channel_facade.cc). `on_done`, if set, receives the call's
+  // end (status and trailers) when gRPC hands the status to interceptors
+  // (picker.h, CallDoneCallback). A template so that the call path makes no
+  // extra hop.
+  template <typename Create>
+  auto StartCall(CallDoneCallback on_done, Create&& create) {
+    calls_started_.fetch_add(1, std::memory_order_relaxed);
+    if (!on_done) return create(channel_, methods_);
+    pending_call_done = &on_done;
+    auto call = create(channel_, methods_);
+    pending_call_done = nullptr;
+    return call;
+  }
 
   // Any thread: starts a generic (ByteBuffer) bidi call to `method` on this
   // connection, with completions on `cq`, for lbkit's call relay. `on_done`,
@@ -120,8 +132,6 @@ class SubchannelImpl final : public Subchannel,
   void StopHealthWatch();
   void OnHealthStatus(uint64_t generation, int status);
   void OnHealthDone(uint64_t generation, const grpc::Status& status);
-  const grpc::internal::RpcMethod& CachedMethod(const grpc::internal::RpcMethod& method,
-                                                const MethodInfo& info);
 
   const std::string address_;
   std::shared_ptr<grpc::Channel> channel_;  // null for test subchannels
@@ -154,7 +164,7 @@ class SubchannelImpl final : public Subchannel,
   // Registered-call handles of this connection, one per method of lbkit's
   // channel (a registered call skips per-call method-name interning in gRPC).
   // Read by every call; written once per method.
-  std::atomic<const grpc::internal::RpcMethod*> methods_[kCachedMethods] = {};
+  RegisteredMethods methods_;
   // Written by every call: on a cache line of its own, so that counting does
   // not slow down the reads above on other cores.
   alignas(64) std::atomic<uint64_t> calls_started_{0};

@@ -1,4 +1,4 @@
-#include "core/lame_channel.h"
+#include "core/stub_adapter/lame_channel.h"
 
 #include <map>
 #include <mutex>
@@ -9,7 +9,7 @@
 #include <grpc/grpc.h>
 #include <grpcpp/support/client_interceptor.h>
 
-#include "core/stub_adapter.h"
+#include "core/stub_adapter/hooks.h"
 
 namespace lbkit {
 namespace internal {
@@ -36,7 +36,7 @@ grpc::CompletionQueue* SharedCallbackCQ() {
   // still be completing on this queue when their channel is gone.
   static auto* anchor = new std::shared_ptr<grpc::Channel>(
       LameChannel(grpc::Status(grpc::StatusCode::INTERNAL, "lbkit callback queue anchor")));
-  static grpc::CompletionQueue* cq = StubAdapter::CallbackCQ(anchor->get());
+  static grpc::CompletionQueue* cq = Hooks::CallbackCQ(anchor->get());
   return cq;
 }
 
