@@ -28,7 +28,7 @@
 //       PickerSlot::Read (the channel's lock-free picker slot) plus a bare
 //       Pick().
 //   BM_SlotReadGuardedPick/round_robin/<endpoints>/threads:<n>
-//       What ClientConn::CreateCall does before gRPC: the same through
+//       What ClientConn::RouteCall does before gRPC: the same through
 //       GuardedPick, which turns a throwing Pick into a failed call. Its
 //       time over BM_SlotReadPick's is the cost of that guard (none expected:
 //       zero-cost exception handling).

@@ -4,11 +4,11 @@
 // forwards to it.
 //
 // Its code follows design.md's flow, one responsibility a file:
-//   client_conn.cc           construction, start, shutdown, snapshots
+//   client_conn.cc           construction, shutdown, snapshots
+//   client_conn_resolver.cc  starting the resolver, its listener; resolver
+//                            updates and errors; service config and policy
 //   client_conn_helper.*     the root helper: where the policy's subchannels,
 //                            timers and posts meet the channel
-//   client_conn_resolver.cc  the resolver listener; resolver updates and
-//                            errors; service config and policy choice
 //   client_conn_picker.cc    publishing a policy's picker; routing each call
 //   client_conn_queue.cc     calls waiting for a picker that can place them
 //   client_conn_state.cc     the channel's connectivity state and its watches
