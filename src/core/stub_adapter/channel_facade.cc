@@ -65,7 +65,7 @@ grpc::internal::Call RelayedCall(const std::shared_ptr<QueuedCall>& queued,
 // registered call when lbkit registered the method.
 grpc::internal::Call PlacedCall(SubchannelImpl& subchannel, const grpc::internal::RpcMethod& method,
                                 const MethodInfo* method_info, grpc::ClientContext* context,
-                                grpc::CompletionQueue* cq, CallDoneCallback on_done) {
+                                grpc::CompletionQueue* cq, CallDoneCallback&& on_done) {
   return subchannel.StartCall(std::move(on_done), [&](const std::shared_ptr<grpc::Channel>& channel,
                                                       RegisteredMethods& registered) {
     const grpc::internal::RpcMethod* to_use;
