@@ -121,10 +121,10 @@ int ParseFlags(int argc, char** argv, Flags* f) {
   lbkit_example::AddNumber(app, "--tolerate", &f->tolerate, 0, 1000000,
                            "pass while lbkit loses at most N more wait-for-ready calls than\n"
                            "native; see docs/queued-calls.md, \"The window that remains\"");
-  const std::map<std::string, int> signals = {
-      {"KILL", SIGKILL}, {"SIGKILL", SIGKILL}, {"TERM", SIGTERM}, {"SIGTERM", SIGTERM}};
-  app.add_option("--signal", f->signal, "signal for kills: KILL or TERM (default KILL)")
-      ->transform(CLI::CheckedTransformer(signals));
+  std::string signal = "KILL";
+  app.add_option("--signal", signal, "signal for kills")
+      ->check(CLI::IsMember({"KILL", "SIGKILL", "TERM", "SIGTERM"}))
+      ->capture_default_str();
   app.add_option_function<uint64_t>(
          "--seed",
          [f](uint64_t seed) {
@@ -143,6 +143,7 @@ int ParseFlags(int argc, char** argv, Flags* f) {
   // Before any child exists.
   if (int status = lbkit_example::ParseCommandLine(app, argc, argv); status >= 0) return status;
 
+  f->signal = signal == "KILL" || signal == "SIGKILL" ? SIGKILL : SIGTERM;
   // A wait-for-ready call must be able to outlast the outage, or losing it
   // says nothing about the channel.
   if (f->all_down_ms >= f->deadline_ms) {
