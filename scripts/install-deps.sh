@@ -9,7 +9,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  nlohmann-json3-dev libxxhash-dev libc-ares-dev
+  nlohmann-json3-dev libxxhash-dev libc-ares-dev libcli11-dev
   etcd-server etcd-client
   libgtest-dev libgmock-dev libbenchmark-dev
   "$@"

@@ -53,9 +53,32 @@ if grep -q "^lbkit subchannel: " "$work/trace-pick"; then fail "LBKIT_TRACE=pick
 if "$server_bin" --addrs "$a" >"$work/busy" 2>&1; then fail "second server on $a started"; fi
 grep -q "cannot listen on $a" "$work/busy" || fail "unclear port-in-use error: $(cat "$work/busy")"
 
-# A bad flag is a usage error, not a crash.
-if "$client_bin" --choose-second -1 >"$work/bad" 2>&1; then fail "negative --choose-second accepted"; fi
-grep -q "choose-second must be a whole number" "$work/bad" || fail "unclear error: $(cat "$work/bad")"
+# A bad flag is a usage error (status 2) naming the flag, not a crash.
+status=0
+"$client_bin" --choose-second -1 >"$work/bad" 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "negative --choose-second: status $status, expected 2: $(cat "$work/bad")"
+grep -q "^lbkit-echo-client: --choose-second: .*-1" "$work/bad" || fail "unclear error: $(cat "$work/bad")"
+status=0
+"$server_bin" --bogus >"$work/bad" 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "unknown server flag: status $status, expected 2: $(cat "$work/bad")"
+grep -q "^lbkit-echo-server: .*--bogus" "$work/bad" || fail "unclear error: $(cat "$work/bad")"
+
+# --help prints the usage, naming every flag, and exits 0.
+"$client_bin" --help >"$work/help-client" 2>&1 || fail "lbkit-echo-client --help failed: $(cat "$work/help-client")"
+for flag in --addrs --target --choose-second --count --timeout --policy --health-service --interval --stats; do
+  grep -q -- "$flag" "$work/help-client" || fail "lbkit-echo-client --help does not name $flag"
+done
+"$server_bin" --help >"$work/help-server" 2>&1 || fail "lbkit-echo-server --help failed: $(cat "$work/help-server")"
+for flag in --addrs --not-serving --toggle --report-load --register --weight --ttl; do
+  grep -q -- "$flag" "$work/help-server" || fail "lbkit-echo-server --help does not name $flag"
+done
+
+# The same address twice is one server: the client says so instead of
+# leaving custom_round_robin one endpoint short.
+status=0
+"$client_bin" --addrs "$a,$a" >"$work/dup" 2>&1 || status=$?
+[ "$status" -eq 2 ] || fail "duplicate --addrs: status $status, expected 2: $(cat "$work/dup")"
+grep -q "names $a twice" "$work/dup" || fail "unclear duplicate-address error: $(cat "$work/dup")"
 
 # Servers gone: the client fails fast with a clear message.
 kill -TERM "$server_pid"

@@ -50,11 +50,13 @@
 #include <utility>
 #include <vector>
 
+#include <absl/strings/str_join.h>
 #include <grpcpp/grpcpp.h>
 #include <lbkit/lbkit.h>
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
+#include "cli.h"
 #include "common/etcd_cluster.h"
 #include "discovery/etcd_common.h"
 #include "echo.grpc.pb.h"
@@ -82,9 +84,10 @@ struct Flags {
   std::string json_path;
 };
 
-const char kUsage[] = R"(usage: lbkit-bench --scenario discovery [flags]
-
-Starts an etcd member on loopback (etcd-server must be installed), registers
+// Fills `flags` from argv[3..) (argv[1..2] name the scenario): -1 to go on,
+// else the status to exit with (--help, a bad flag).
+int ParseFlags(int argc, char** argv, Flags* flags) {
+  CLI::App app(R"(Starts an etcd member on loopback (etcd-server must be installed), registers
 --endpoints real loopback listeners under one service, and runs --threads
 callers making wait-for-ready calls through an lbkit channel on
 etcd://.../bench with round_robin, while a writer replaces --churn percent of
@@ -92,39 +95,19 @@ the registrations per second. Prints failed calls, the time from each etcd
 write until the channel's policy has it and until its picker reflects it
 (p50/p90/p99/max, beside etcd's own acknowledgement), the CPU of the
 discovery threads, and the calls/s beside a static-target baseline without
-churn.
-
-  --endpoints N   registered endpoints, 2..5000 (default 1000)
-  --churn P       percent of them replaced per second, 0..100 (default 10)
-  --duration D    measured time per run, e.g. 20s (default 20s)
-  --threads N     caller threads, 1..64 (default 8)
-  --no-baseline   skip the static-target run
-  --json FILE     also write the results as JSON to FILE
-  --help          this text
-)";
-
-Flags ParseFlags(int argc, char** argv) {
-  Flags flags;
-  FlagWalker walker(argc, argv, 3, kUsage);  // argv[1..2]: "--scenario discovery"
-  while (walker.Next()) {
-    if (walker.name() == "--endpoints") {
-      flags.endpoints = ParseInt(walker.name(), walker.Value(), 2, 5000);
-    } else if (walker.name() == "--churn") {
-      flags.churn_percent = ParseInt(walker.name(), walker.Value(), 0, 100);
-    } else if (walker.name() == "--duration") {
-      flags.duration = ParseDuration(walker.name(), walker.Value(), false);
-    } else if (walker.name() == "--threads") {
-      flags.threads = ParseInt(walker.name(), walker.Value(), 1, 64);
-    } else if (walker.name() == "--no-baseline") {
-      flags.baseline = false;
-    } else if (walker.name() == "--json") {
-      flags.json_path = walker.Value();
-      if (flags.json_path.empty()) throw UsageError("--json: empty file name");
-    } else {
-      walker.Unknown();
-    }
-  }
-  return flags;
+churn.)",
+               "lbkit-bench --scenario discovery");
+  lbkit_example::AddNumber(app, "--endpoints", &flags->endpoints, 2, 5000,
+                           "registered endpoints, 2..5000");
+  lbkit_example::AddNumber(app, "--churn", &flags->churn_percent, 0, 100,
+                           "percent of them replaced per second, 0..100");
+  AddDuration(app, "--duration", &flags->duration, /*allow_zero=*/false,
+              "measured time per run, e.g. 20s");
+  lbkit_example::AddNumber(app, "--threads", &flags->threads, 1, 64, "caller threads, 1..64");
+  app.add_flag_callback(
+      "--no-baseline", [flags] { flags->baseline = false; }, "skip the static-target run");
+  AddJsonPath(app, &flags->json_path);
+  return lbkit_example::ParseCommandLine(app, argc - 2, argv + 2);
 }
 
 // ---------------------------------------------------------------------------
@@ -665,7 +648,8 @@ void RaiseFileLimit() {
 }  // namespace
 
 int RunDiscovery(int argc, char** argv) {
-  const Flags flags = ParseFlags(argc, argv);
+  Flags flags;
+  if (int status = ParseFlags(argc, argv, &flags); status >= 0) return status;
   RaiseFileLimit();
   grpc::Status registered_status =
       lbkit::RegisterBalancer(std::make_shared<ObserverBuilder>(), lbkit::OnDuplicate::kReplace);
@@ -696,10 +680,8 @@ int RunDiscovery(int argc, char** argv) {
   Print(churn);
   json["etcd_churn"] = ToJson(churn);
   if (flags.baseline) {
-    std::string list;
-    for (const std::string& address : registered) list += (list.empty() ? "" : ",") + address;
-    RunResult baseline = Run("static, no churn", "static:///" + list, flags, listeners.addresses,
-                             registered, nullptr);
+    RunResult baseline = Run("static, no churn", "static:///" + absl::StrJoin(registered, ","),
+                             flags, listeners.addresses, registered, nullptr);
     Print(baseline);
     json["static_baseline"] = ToJson(baseline);
     // Both runs keep the machine's cores busy, so the process's CPU is no

@@ -53,11 +53,13 @@
 #include <thread>
 #include <vector>
 
+#include <absl/strings/str_join.h>
 #include <grpcpp/grpcpp.h>
 #include <lbkit/lbkit.h>
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
+#include "cli.h"
 #include "custom_round_robin.h"
 #include "echo.grpc.pb.h"
 #include "echo_service.h"
@@ -69,14 +71,12 @@ using Clock = std::chrono::steady_clock;
 using grpc::examples::echo::Echo;
 using grpc::examples::echo::EchoRequest;
 using grpc::examples::echo::EchoResponse;
-using lbkit_bench::FlagWalker;
+using lbkit_bench::AddDuration;
+using lbkit_bench::AddJsonPath;
+using lbkit_bench::AddNames;
 using lbkit_bench::FormatDuration;
 using lbkit_bench::Median;
-using lbkit_bench::ParseDuration;
-using lbkit_bench::ParseInt;
-using lbkit_bench::ParseNames;
 using lbkit_bench::PercentileUs;
-using lbkit_bench::SplitList;
 using lbkit_bench::UsageError;
 
 constexpr const char* kRoundRobinConfig = R"({"loadBalancingConfig":[{"round_robin":{}}]})";
@@ -112,30 +112,9 @@ struct Flags {
   bool rotate = false;  // round r starts with channel r mod n (A B C D, B C D A, ...)
 };
 
-const char kUsage[] = R"(usage: lbkit-bench [flags]
-
-Starts echo backends in this process and compares lbkit's channel with gRPC
+const char kDescription[] =
+    R"(Starts echo backends in this process and compares lbkit's channel with gRPC
 C++'s native one, round by round (A B C D A B C D ...).
-
-  --backends N        echo servers on 127.0.0.1:0 (default 2; custom_round_robin needs >= 2)
-  --workloads LIST    comma list of sync,async,callback,bidi (default all)
-  --channels LIST     comma list of lbkit_round_robin,lbkit_custom_round_robin,
-                      native_round_robin,native_single (default: these four; ratios
-                      need native_round_robin), and native_round_robin_2, a second
-                      baseline channel whose ratios show the machine's noise
-  --threads LIST      thread counts for sync and bidi, one run each (default 1,8)
-  --outstanding N     calls in flight for async and callback (default 32)
-  --cq-threads N      completion-queue threads for async, 1 or 2 (default 2)
-  --duration D        measured time per channel per round: 2s, 200ms, 1.5s (default 2s)
-  --warmup D          unmeasured run per workload and channel first (default 200ms; 0 for none)
-  --rounds N          rounds (default 5)
-  --message-size N    bytes of each request message (default 16)
-  --rotate            start round r with channel r mod n (A B C D, B C D A, ...) to
-                      cancel any advantage of a position in the round (default: A B C D
-                      every round)
-  --json FILE         also write the results as JSON to FILE
-  --no-progress       no progress line on stderr
-  --help              this text
 
 Other scenarios (each with its own --help):
   --scenario slow-backend        4 backends, one slow or failing, an open-loop
@@ -143,59 +122,50 @@ Other scenarios (each with its own --help):
   --scenario ring-hash-movement  the share of keys ring_hash moves when one of
                                  N backends goes
   --scenario discovery           endpoints in etcd, churning, under wait-for-ready
-                                 calls: failed calls, etcd write to picker, CPU
-)";
+                                 calls: failed calls, etcd write to picker, CPU)";
 
-Flags ParseFlags(int argc, char** argv) {
-  Flags flags;
-  FlagWalker walker(argc, argv, 1, kUsage);
-  while (walker.Next()) {
-    const std::string& name = walker.name();
-    auto take = [&] { return walker.Value(); };
-    if (name == "--no-progress") {
-      flags.progress = false;
-    } else if (name == "--rotate") {
-      flags.rotate = true;
-    } else if (name == "--backends") {
-      flags.backends = ParseInt(name, take(), 1, 64);
-    } else if (name == "--workloads") {
-      flags.workloads = ParseNames(name, take(), kAllWorkloads);
-    } else if (name == "--channels") {
-      flags.channels = ParseNames(name, take(), kAllChannels);
-    } else if (name == "--threads") {
-      std::string list = take();
-      flags.threads.clear();
-      for (const std::string& item : SplitList(list)) {
-        flags.threads.push_back(ParseInt(name, item, 1, 256));
-      }
-      if (flags.threads.empty()) throw UsageError(name + ": empty list");
-    } else if (name == "--outstanding") {
-      flags.outstanding = ParseInt(name, take(), 1, 10000);
-    } else if (name == "--cq-threads") {
-      flags.cq_threads = ParseInt(name, take(), 1, 2);
-    } else if (name == "--duration") {
-      flags.duration = ParseDuration(name, take(), /*allow_zero=*/false);
-    } else if (name == "--warmup") {
-      flags.warmup = ParseDuration(name, take(), /*allow_zero=*/true);
-    } else if (name == "--rounds") {
-      flags.rounds = ParseInt(name, take(), 1, 1000);
-    } else if (name == "--message-size") {
-      flags.message_size = ParseInt(name, take(), 0, 4 << 20);
-    } else if (name == "--json") {
-      flags.json_path = take();
-      if (flags.json_path.empty()) throw UsageError("--json: empty file name");
-    } else {
-      walker.Unknown();
-    }
-  }
-  bool custom = std::find(flags.channels.begin(), flags.channels.end(),
-                          "lbkit_custom_round_robin") != flags.channels.end();
-  if (custom && flags.backends < 2) {
-    throw UsageError("--backends " + std::to_string(flags.backends) +
+// Fills `flags`: -1 to go on, else the status to exit with (--help, a bad flag).
+int ParseFlags(int argc, char** argv, Flags* flags) {
+  CLI::App app(kDescription, "lbkit-bench");
+  lbkit_example::AddNumber(app, "--backends", &flags->backends, 1, 64,
+                           "echo servers on 127.0.0.1:0 (custom_round_robin needs >= 2)");
+  AddNames(app, "--workloads", &flags->workloads, kAllWorkloads,
+           "comma list of sync,async,callback,bidi (default all)");
+  AddNames(app, "--channels", &flags->channels, kAllChannels,
+           "comma list of lbkit_round_robin,lbkit_custom_round_robin,\n"
+           "native_round_robin,native_single (default: these four; ratios need\n"
+           "native_round_robin), and native_round_robin_2, a second baseline channel\n"
+           "whose ratios show the machine's noise");
+  lbkit_example::AddNumber(app, "--threads", &flags->threads, 1, 256,
+                           "thread counts for sync and bidi, a comma list, one run each")
+      ->delimiter(',');
+  lbkit_example::AddNumber(app, "--outstanding", &flags->outstanding, 1, 10000,
+                           "calls in flight for async and callback");
+  lbkit_example::AddNumber(app, "--cq-threads", &flags->cq_threads, 1, 2,
+                           "completion-queue threads for async, 1 or 2");
+  AddDuration(app, "--duration", &flags->duration, /*allow_zero=*/false,
+              "measured time per channel per round: 2s, 200ms, 1.5s");
+  AddDuration(app, "--warmup", &flags->warmup, /*allow_zero=*/true,
+              "unmeasured run per workload and channel first (0 for none)");
+  lbkit_example::AddNumber(app, "--rounds", &flags->rounds, 1, 1000, "rounds");
+  lbkit_example::AddNumber(app, "--message-size", &flags->message_size, 0, 4 << 20,
+                           "bytes of each request message");
+  app.add_flag("--rotate", flags->rotate,
+               "start round r with channel r mod n (A B C D, B C D A, ...) to cancel any\n"
+               "advantage of a position in the round (default: A B C D every round)");
+  AddJsonPath(app, &flags->json_path);
+  app.add_flag_callback(
+      "--no-progress", [flags] { flags->progress = false; }, "no progress line on stderr");
+  if (int status = lbkit_example::ParseCommandLine(app, argc, argv); status >= 0) return status;
+
+  bool custom = std::find(flags->channels.begin(), flags->channels.end(),
+                          "lbkit_custom_round_robin") != flags->channels.end();
+  if (custom && flags->backends < 2) {
+    throw UsageError("--backends " + std::to_string(flags->backends) +
                      ": lbkit_custom_round_robin needs at least 2 backends (or leave it out "
                      "with --channels)");
   }
-  return flags;
+  return -1;
 }
 
 // ---------------------------------------------------------------------------
@@ -555,8 +525,7 @@ std::unique_ptr<BenchChannel> MakeChannel(const std::string& id,
                                           const std::vector<std::string>& addresses) {
   auto ch = std::make_unique<BenchChannel>();
   ch->id = id;
-  std::string list;
-  for (const std::string& a : addresses) list += (list.empty() ? "" : ",") + a;
+  const std::string list = absl::StrJoin(addresses, ",");
   auto creds = grpc::InsecureChannelCredentials();
   if (id == "lbkit_round_robin" || id == "lbkit_custom_round_robin") {
     bool custom = id == "lbkit_custom_round_robin";
@@ -982,7 +951,7 @@ int main(int argc, char** argv) {
   }
   Flags flags;
   try {
-    flags = ParseFlags(argc, argv);
+    if (int status = ParseFlags(argc, argv, &flags); status >= 0) return status;
   } catch (const UsageError& e) {
     std::cerr << "lbkit-bench: " << e.what() << "\n(see lbkit-bench --help)\n";
     return 2;

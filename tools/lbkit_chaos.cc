@@ -56,10 +56,13 @@
 #include <utility>
 #include <vector>
 
+#include <absl/strings/str_cat.h>
+#include <absl/strings/str_split.h>
 #include <grpcpp/grpcpp.h>
 #include <lbkit/lbkit.h>
 #include <nlohmann/json.hpp>
 
+#include "cli.h"
 #include "echo.grpc.pb.h"
 
 namespace {
@@ -72,38 +75,18 @@ constexpr const char* kRoundRobinConfig = R"({"loadBalancingConfig":[{"round_rob
 constexpr const char* kChannelNames[2] = {"lbkit", "native"};
 constexpr const char* kPhaseNames[2] = {"wait-for-ready", "fail-fast"};
 
-const char kUsage[] = R"(usage: lbkit-chaos [flags]
-
-Kills and restarts echo backends (child processes) under load from lbkit's
+const char kDescription[] =
+    R"(Kills and restarts echo backends (child processes) under load from lbkit's
 round_robin channel and gRPC's native one, and compares the calls they lose.
 Phase 1 (2/3 of the time): wait-for-ready calls, with random kills and once
 every backend down for --all-down-ms, ending at 80% of the phase. Phase 2
 (1/3): fail-fast calls, random kills only.
 
-  --backends N       echo server processes (default 4, at least 2)
-  --threads N        callers per channel (default 8)
-  --duration S       seconds in all (default 15, at least 3)
-  --deadline-ms N    per-call deadline (default 5000)
-  --all-down-ms N    every backend down this long in phase 1 (default 2000;
-                     0: never; must be below --deadline-ms)
-  --tolerate N       pass while lbkit loses at most N more wait-for-ready calls
-                     than native (default 0); see docs/queued-calls.md, "The
-                     window that remains"
-  --signal KILL|TERM signal for kills (default KILL)
-  --seed N           chaos schedule seed (default: random; always printed)
-  --server PATH      lbkit-echo-server binary (default: next to this binary,
-                     ../examples/customloadbalancing/, then PATH)
-  --json FILE        also write the numbers as JSON to FILE
-  --verbose          log every kill and restart on stderr
-  --help             this text
-
 Exit status: 0 lbkit lost no more wait-for-ready calls than native (plus
---tolerate) in phase 1,
-not counting calls lost in flight (reset with their connection by a kill, or
-cancelled by a server stopping on SIGTERM: both channels lose those, in
-proportion to their calls in flight); 1 it lost more;
-2 bad flags; 3 the run itself failed (e.g. a backend would not start).
-)";
+--tolerate) in phase 1, not counting calls lost in flight (reset with their
+connection by a kill, or cancelled by a server stopping on SIGTERM: both
+channels lose those, in proportion to their calls in flight); 1 it lost more;
+2 bad flags; 3 the run itself failed (e.g. a backend would not start).)";
 
 class UsageError : public std::runtime_error {
  public:
@@ -125,89 +108,55 @@ struct Flags {
   bool verbose = false;
 };
 
-long long ParseNumber(const std::string& flag, const std::string& value, long long min,
-                      long long max) {
-  char* end = nullptr;
-  errno = 0;
-  long long parsed = std::strtoll(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || errno != 0 || parsed < min || parsed > max) {
-    throw UsageError(flag + ": expected a whole number from " + std::to_string(min) + " to " +
-                     std::to_string(max) + ", got \"" + value + "\"");
-  }
-  return parsed;
-}
+// Fills `f`: -1 to go on, else the status to exit with (--help, a bad flag).
+int ParseFlags(int argc, char** argv, Flags* f) {
+  CLI::App app(kDescription, "lbkit-chaos");
+  lbkit_example::AddNumber(app, "--backends", &f->backends, 2, 64, "echo server processes");
+  lbkit_example::AddNumber(app, "--threads", &f->threads, 1, 256, "callers per channel");
+  lbkit_example::AddNumber(app, "--duration", &f->duration_s, 3, 86400, "seconds in all");
+  lbkit_example::AddNumber(app, "--deadline-ms", &f->deadline_ms, 100, 600000, "per-call deadline");
+  lbkit_example::AddNumber(app, "--all-down-ms", &f->all_down_ms, 0, 600000,
+                           "every backend down this long in phase 1 (0: never; must be below\n"
+                           "--deadline-ms)");
+  lbkit_example::AddNumber(app, "--tolerate", &f->tolerate, 0, 1000000,
+                           "pass while lbkit loses at most N more wait-for-ready calls than\n"
+                           "native; see docs/queued-calls.md, \"The window that remains\"");
+  std::string signal = "KILL";
+  app.add_option("--signal", signal, "signal for kills")
+      ->check(CLI::IsMember({"KILL", "SIGKILL", "TERM", "SIGTERM"}))
+      ->capture_default_str();
+  app.add_option_function<uint64_t>(
+         "--seed",
+         [f](uint64_t seed) {
+           f->seed = seed;
+           f->seed_given = true;
+         },
+         "chaos schedule seed (default: random; always printed)")
+      ->check(CLI::Range(uint64_t{0}, static_cast<uint64_t>(LLONG_MAX)));
+  app.add_option("--server", f->server,
+                 "lbkit-echo-server binary (default: next to this binary,\n"
+                 "../examples/customloadbalancing/, then PATH)");
+  app.add_option("--json", f->json_path, "also write the numbers as JSON to FILE")
+      ->type_name("FILE")
+      ->check(lbkit_example::NonEmpty("file name"));
+  app.add_flag("--verbose", f->verbose, "log every kill and restart on stderr");
+  // Before any child exists.
+  if (int status = lbkit_example::ParseCommandLine(app, argc, argv); status >= 0) return status;
 
-Flags ParseFlags(int argc, char** argv) {
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    std::string name = argv[i], value;
-    bool has_value = false;
-    size_t eq = name.find('=');
-    if (name.rfind("--", 0) == 0 && eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-      has_value = true;
-    }
-    auto take = [&]() -> std::string {
-      if (has_value) return value;
-      if (i + 1 >= argc) throw UsageError(name + ": missing value");
-      return argv[++i];
-    };
-    struct IntFlag {
-      const char* name;
-      int* value;
-      int min, max;
-    };
-    const IntFlag int_flags[] = {{"--backends", &f.backends, 2, 64},
-                                 {"--threads", &f.threads, 1, 256},
-                                 {"--duration", &f.duration_s, 3, 86400},
-                                 {"--deadline-ms", &f.deadline_ms, 100, 600000},
-                                 {"--all-down-ms", &f.all_down_ms, 0, 600000},
-                                 {"--tolerate", &f.tolerate, 0, 1000000}};
-    auto int_flag = std::find_if(std::begin(int_flags), std::end(int_flags),
-                                 [&](const IntFlag& flag) { return name == flag.name; });
-    if (int_flag != std::end(int_flags)) {
-      *int_flag->value = static_cast<int>(ParseNumber(name, take(), int_flag->min, int_flag->max));
-    } else if (name == "--help" || name == "-h") {
-      std::cout << kUsage;
-      std::exit(0);  // before any child exists
-    } else if (name == "--verbose") {
-      f.verbose = true;
-    } else if (name == "--seed") {
-      f.seed = static_cast<uint64_t>(ParseNumber(name, take(), 0, LLONG_MAX));
-      f.seed_given = true;
-    } else if (name == "--signal") {
-      std::string s = take();
-      if (s == "KILL" || s == "SIGKILL") {
-        f.signal = SIGKILL;
-      } else if (s == "TERM" || s == "SIGTERM") {
-        f.signal = SIGTERM;
-      } else {
-        throw UsageError("--signal: expected KILL or TERM, got \"" + s + "\"");
-      }
-    } else if (name == "--server") {
-      f.server = take();
-      if (f.server.empty()) throw UsageError("--server: empty path");
-    } else if (name == "--json") {
-      f.json_path = take();
-      if (f.json_path.empty()) throw UsageError("--json: empty file name");
-    } else {
-      throw UsageError(std::string("unknown flag \"") + argv[i] + "\"");
-    }
-  }
+  f->signal = signal == "KILL" || signal == "SIGKILL" ? SIGKILL : SIGTERM;
   // A wait-for-ready call must be able to outlast the outage, or losing it
   // says nothing about the channel.
-  if (f.all_down_ms >= f.deadline_ms) {
-    throw UsageError("--all-down-ms " + std::to_string(f.all_down_ms) +
-                     " must be below --deadline-ms " + std::to_string(f.deadline_ms));
+  if (f->all_down_ms >= f->deadline_ms) {
+    throw UsageError("--all-down-ms " + std::to_string(f->all_down_ms) +
+                     " must be below --deadline-ms " + std::to_string(f->deadline_ms));
   }
   // The outage ends at 80% of phase 1 and needs a second of chaos before it.
-  long long phase1_ms = f.duration_s * 2000LL / 3;
-  if (f.all_down_ms > 0 && phase1_ms * 8 / 10 - f.all_down_ms < 1000) {
-    throw UsageError("--all-down-ms " + std::to_string(f.all_down_ms) + " does not fit in a " +
+  long long phase1_ms = f->duration_s * 2000LL / 3;
+  if (f->all_down_ms > 0 && phase1_ms * 8 / 10 - f->all_down_ms < 1000) {
+    throw UsageError("--all-down-ms " + std::to_string(f->all_down_ms) + " does not fit in a " +
                      std::to_string(phase1_ms) + " ms phase 1; raise --duration");
   }
-  return f;
+  return -1;
 }
 
 bool Executable(const std::string& path) { return access(path.c_str(), X_OK) == 0; }
@@ -229,12 +178,10 @@ std::string FindServer(const std::string& flag) {
     }
   }
   const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "";
-  for (size_t start = 0; start <= dirs.size();) {
-    size_t colon = std::min(dirs.find(':', start), dirs.size());
-    std::string candidate = dirs.substr(start, colon - start) + "/lbkit-echo-server";
-    if (colon > start && Executable(candidate)) return candidate;
-    start = colon + 1;
+  for (absl::string_view dir :
+       absl::StrSplit(path != nullptr ? path : "", ':', absl::SkipEmpty())) {
+    std::string candidate = absl::StrCat(dir, "/lbkit-echo-server");
+    if (Executable(candidate)) return candidate;
   }
   throw UsageError("cannot find lbkit-echo-server; pass --server PATH");
 }
@@ -765,10 +712,10 @@ int main(int argc, char** argv) {
   Flags flags;
   std::string server;
   try {
-    flags = ParseFlags(argc, argv);
+    if (int status = ParseFlags(argc, argv, &flags); status >= 0) return status;
     server = FindServer(flags.server);
   } catch (const UsageError& e) {
-    std::cerr << "lbkit-chaos: " << e.what() << "\n\n" << kUsage;
+    std::cerr << "lbkit-chaos: " << e.what() << "\n(see lbkit-chaos --help)\n";
     return 2;
   }
   try {

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
+#include "cli.h"
 #include "scenarios.h"
 
 namespace lbkit_bench {
@@ -34,42 +35,22 @@ struct Flags {
   std::string json_path;
 };
 
-const char kUsage[] = R"(usage: lbkit-bench --scenario ring-hash-movement [flags]
-
-For each N, builds lbkit's ring_hash over N READY backends (the public testing
+// Fills `flags` from argv[3..) (argv[1..2] name the scenario): -1 to go on,
+// else the status to exit with (--help, a bad flag).
+int ParseFlags(int argc, char** argv, Flags* flags) {
+  CLI::App app(R"(For each N, builds lbkit's ring_hash over N READY backends (the public testing
 kit, no network), picks --keys request keys, removes one backend, picks them
 again and prints the share of keys that moved: from the removed backend, and
-between backends that both stay.
-
-  --endpoints LIST    comma list of backend counts, each 2..10000 (default 4,10,100,1000)
-  --keys N            request keys (default 100000)
-  --min-ring-size N   ring_hash's minRingSize (default 1024, A42's)
-  --json FILE         also write the results as JSON to FILE
-  --help              this text
-)";
-
-Flags ParseFlags(int argc, char** argv) {
-  Flags flags;
-  FlagWalker walker(argc, argv, 3, kUsage);  // argv[1..2]: "--scenario ring-hash-movement"
-  while (walker.Next()) {
-    if (walker.name() == "--endpoints") {
-      flags.endpoints.clear();
-      for (const std::string& item : SplitList(walker.Value())) {
-        flags.endpoints.push_back(ParseInt(walker.name(), item, 2, 10000));
-      }
-      if (flags.endpoints.empty()) throw UsageError("--endpoints: empty list");
-    } else if (walker.name() == "--keys") {
-      flags.keys = ParseInt(walker.name(), walker.Value(), 1, 10000000);
-    } else if (walker.name() == "--min-ring-size") {
-      flags.min_ring_size = ParseInt(walker.name(), walker.Value(), 1, 8 << 20);
-    } else if (walker.name() == "--json") {
-      flags.json_path = walker.Value();
-      if (flags.json_path.empty()) throw UsageError("--json: empty file name");
-    } else {
-      walker.Unknown();
-    }
-  }
-  return flags;
+between backends that both stay.)",
+               "lbkit-bench --scenario ring-hash-movement");
+  lbkit_example::AddNumber(app, "--endpoints", &flags->endpoints, 2, 10000,
+                           "comma list of backend counts, each 2..10000")
+      ->delimiter(',');
+  lbkit_example::AddNumber(app, "--keys", &flags->keys, 1, 10000000, "request keys");
+  lbkit_example::AddNumber(app, "--min-ring-size", &flags->min_ring_size, 1, 8 << 20,
+                           "ring_hash's minRingSize (A42's default)");
+  AddJsonPath(app, &flags->json_path);
+  return lbkit_example::ParseCommandLine(app, argc - 2, argv + 2);
 }
 
 // One ring_hash policy on a fake helper, its backends made READY as the
@@ -142,7 +123,8 @@ class Ring {
 }  // namespace
 
 int RunRingHashMovement(int argc, char** argv) {
-  const Flags flags = ParseFlags(argc, argv);
+  Flags flags;
+  if (int status = ParseFlags(argc, argv, &flags); status >= 0) return status;
   std::printf("ring_hash: %d keys, minRingSize %d; one backend removed (the middle one)\n",
               flags.keys, flags.min_ring_size);
   std::printf("%6s %10s %10s %12s %12s %10s\n", "N", "moved", "1/N", "from removed", "between stay",

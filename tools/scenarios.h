@@ -4,8 +4,9 @@
 //   lbkit-bench --scenario ring-hash-movement [flags]  tools/ring_hash_movement.cc
 //   lbkit-bench --scenario discovery [flags]           tools/discovery_bench.cc
 //
-// Each parses argv from argv[3] (argv[1..2] name the scenario; "--scenario=X"
-// is not accepted, so that the flags always start at argv[3]).
+// Each parses argv from argv[3] with its own CLI11 app (argv[1..2] name the
+// scenario; "--scenario=X" is not accepted, so that the flags always start at
+// argv[3]), so that scenarios can give a flag name their own default.
 #ifndef LBKIT_TOOLS_SCENARIOS_H_
 #define LBKIT_TOOLS_SCENARIOS_H_
 

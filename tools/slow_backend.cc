@@ -42,12 +42,14 @@
 #include <thread>
 #include <vector>
 
+#include <absl/strings/str_join.h>
 #include <grpcpp/grpcpp.h>
 #include <lbkit/lbkit.h>
 #include <lbkit/server_load_report.h>
 #include <nlohmann/json.hpp>
 
 #include "bench_util.h"
+#include "cli.h"
 #include "echo.grpc.pb.h"
 #include "scenarios.h"
 
@@ -77,54 +79,35 @@ struct Flags {
   bool progress = true;
 };
 
-const char kUsage[] = R"(usage: lbkit-bench --scenario slow-backend [flags]
-
-Four echo backends in this process, one of them slow (or failing), and an
+// Fills `flags` from argv[3..) (argv[1..2] name the scenario): -1 to go on,
+// else the status to exit with (--help, a bad flag).
+int ParseFlags(int argc, char** argv, Flags* flags) {
+  CLI::App app(R"(Four echo backends in this process, one of them slow (or failing), and an
 open-loop client at a fixed rate; latency from each call's scheduled start.
 Prints, per policy, the latency percentiles, the share of calls the slow
 backend served (or the share that failed) and ratios to native gRPC
-round_robin measured in the same run.
-
-  --experiments LIST  comma list of slow,failing (default both)
-  --rate N            calls started per second (default 2000)
-  --duration D        measured time per channel per round (default 5s)
-  --warmup D          slow experiment: unmeasured run per channel first (default 4s;
-                      weighted_round_robin's blackout period here is 2s)
-  --delay D           the slow backend's extra time per call (default 5ms)
-  --rounds N          rounds (default 3)
-  --json FILE         also write the results as JSON to FILE
-  --no-progress       no progress line on stderr
-  --help              this text
-)";
-
-Flags ParseFlags(int argc, char** argv) {
-  Flags flags;
-  FlagWalker walker(argc, argv, 3, kUsage);  // argv[1..2]: "--scenario slow-backend"
-  while (walker.Next()) {
-    if (walker.name() == "--no-progress") {
-      flags.progress = false;
-    } else if (walker.name() == "--experiments") {
-      flags.experiments = ParseNames(walker.name(), walker.Value(), kExperiments);
-    } else if (walker.name() == "--rate") {
-      flags.rate = ParseInt(walker.name(), walker.Value(), 1, 100000);
-    } else if (walker.name() == "--duration") {
-      flags.duration = ParseDuration(walker.name(), walker.Value(), /*allow_zero=*/false);
-    } else if (walker.name() == "--warmup") {
-      flags.warmup = ParseDuration(walker.name(), walker.Value(), /*allow_zero=*/true);
-    } else if (walker.name() == "--delay") {
-      flags.delay = ParseDuration(walker.name(), walker.Value(), /*allow_zero=*/true);
-    } else if (walker.name() == "--rounds") {
-      flags.rounds = ParseInt(walker.name(), walker.Value(), 1, 1000);
-    } else if (walker.name() == "--json") {
-      flags.json_path = walker.Value();
-      if (flags.json_path.empty()) throw UsageError("--json: empty file name");
-    } else {
-      walker.Unknown();
-    }
+round_robin measured in the same run.)",
+               "lbkit-bench --scenario slow-backend");
+  AddNames(app, "--experiments", &flags->experiments, kExperiments,
+           "comma list of slow,failing (default both)");
+  lbkit_example::AddNumber(app, "--rate", &flags->rate, 1, 100000, "calls started per second");
+  AddDuration(app, "--duration", &flags->duration, /*allow_zero=*/false,
+              "measured time per channel per round");
+  AddDuration(app, "--warmup", &flags->warmup, /*allow_zero=*/true,
+              "slow experiment: unmeasured run per channel first (weighted_round_robin's\n"
+              "blackout period here is 2s)");
+  AddDuration(app, "--delay", &flags->delay, /*allow_zero=*/true,
+              "the slow backend's extra time per call");
+  lbkit_example::AddNumber(app, "--rounds", &flags->rounds, 1, 1000, "rounds");
+  AddJsonPath(app, &flags->json_path);
+  app.add_flag_callback(
+      "--no-progress", [flags] { flags->progress = false; }, "no progress line on stderr");
+  if (int status = lbkit_example::ParseCommandLine(app, argc - 2, argv + 2); status >= 0) {
+    return status;
   }
-  const double calls = flags.rate * std::chrono::duration<double>(flags.duration).count();
+  const double calls = flags->rate * std::chrono::duration<double>(flags->duration).count();
   if (calls > 10e6) throw UsageError("--rate x --duration: more than 10 million calls a round");
-  return flags;
+  return -1;
 }
 
 // ---------------------------------------------------------------------------
@@ -210,11 +193,7 @@ struct Backends {
     for (auto& server : servers)
       server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   }
-  std::string List() const {
-    std::string list;
-    for (const std::string& a : addresses) list += (list.empty() ? "" : ",") + a;
-    return list;
-  }
+  std::string List() const { return absl::StrJoin(addresses, ","); }
 };
 
 // ---------------------------------------------------------------------------
@@ -569,7 +548,8 @@ nlohmann::json RunExperiment(const Flags& flags, const std::string& experiment,
 }  // namespace
 
 int RunSlowBackend(int argc, char** argv) {
-  const Flags flags = ParseFlags(argc, argv);
+  Flags flags;
+  if (int status = ParseFlags(argc, argv, &flags); status >= 0) return status;
   Backends backends;
   nlohmann::json experiments = nlohmann::json::array();
   bool failed = false;

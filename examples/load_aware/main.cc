@@ -12,18 +12,15 @@
 #include <grpcpp/security/credentials.h>
 #include <lbkit/lbkit.h>
 
+#include "cli.h"
 #include "echo.grpc.pb.h"
-#include "flags.h"
 #include "load_aware.h"
 
 namespace {
 
-constexpr char kUsage[] =
-    "usage: load-aware-client --target static:///host:port;weight=N,... [--count N]\n"
-    "                         [--metric cpu|application|named:NAME]\n"
-    "  --target  the backends, with optional weights (default weight 1)\n"
-    "  --count   calls to make (default 200)\n"
-    "  --metric  which reported utilization lowers a backend's share (default cpu)\n";
+constexpr char kDescription[] =
+    "Sends --count UnaryEcho calls through the load_aware policy to the endpoints\n"
+    "of --target and prints how many calls each backend served.";
 
 // "... (from host:port)" gives "host:port" (lbkit-echo-server's replies).
 std::string ServedBy(const std::string& reply) {
@@ -35,30 +32,29 @@ std::string ServedBy(const std::string& reply) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  lbkit_example::Flags flags(argc, argv, {{"target", ""}, {"count", "200"}, {"metric", "cpu"}});
-  if (flags.help()) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  long count = 0;
-  if (!flags.error().empty() || !flags.GetInt("count", 1, 1000000, &count) ||
-      flags.Get("target").empty()) {
-    std::fprintf(stderr, "load-aware-client: %s\n%s",
-                 flags.error().empty() ? "--target is required" : flags.error().c_str(), kUsage);
-    return 2;
-  }
+  CLI::App app(kDescription, "load-aware-client");
+  std::string target, metric = "cpu";
+  long count = 200;
+  app.add_option("--target", target,
+                 "the backends, with optional weights (default weight 1), e.g.\n"
+                 "static:///127.0.0.1:50050;weight=3,127.0.0.1:50051")
+      ->required();
+  lbkit_example::AddNumber(app, "--count", &count, 1L, 1000000L, "calls to make");
+  app.add_option("--metric", metric,
+                 "which reported utilization lowers a backend's share: cpu, application\n"
+                 "or named:NAME")
+      ->capture_default_str();
+  if (int status = lbkit_example::ParseCommandLine(app, argc, argv); status >= 0) return status;
   grpc::Status registered = load_aware::RegisterLoadAware();
   if (!registered.ok()) {
     std::fprintf(stderr, "load-aware-client: %s\n", registered.error_message().c_str());
     return 1;
   }
-  nlohmann::json config = {
-      {"loadBalancingConfig", {{{"load_aware", {{"metric", flags.Get("metric")}}}}}}};
+  nlohmann::json config = {{"loadBalancingConfig", {{{"load_aware", {{"metric", metric}}}}}}};
   lbkit::ChannelOptions options;
   options.default_service_config = config.dump();
   grpc::Status status;
-  auto channel = lbkit::CreateChannel(flags.Get("target"), grpc::InsecureChannelCredentials(),
-                                      options, &status);
+  auto channel = lbkit::CreateChannel(target, grpc::InsecureChannelCredentials(), options, &status);
   if (!status.ok()) {
     std::fprintf(stderr, "load-aware-client: %s\n", status.error_message().c_str());
     return 2;

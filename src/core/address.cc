@@ -5,6 +5,10 @@
 
 #include <cctype>
 
+#include <absl/strings/match.h>
+#include <absl/strings/str_cat.h>
+#include <absl/strings/strip.h>
+
 #include "core/shown_text.h"
 
 namespace lbkit {
@@ -34,6 +38,70 @@ bool IsDnsNameCharacter(char c) {
 
 }  // namespace
 
+grpc::Status SplitHostPort(absl::string_view text, HostPort* out) {
+  auto invalid = [](const char* why) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why);
+  };
+  HostPort result;
+  if (absl::ConsumePrefix(&text, "[")) {
+    const size_t close = text.find(']');
+    if (close == absl::string_view::npos) return invalid("'[' without ']'");
+    result.bracketed = true;
+    result.host = std::string(text.substr(0, close));
+    if (IpFamily(result.host) != AF_INET6) {
+      return invalid("not an IPv6 address between the brackets");
+    }
+    absl::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (!absl::ConsumePrefix(&rest, ":")) return invalid("text after ']' that is not \":port\"");
+      result.has_port = true;
+      result.port = std::string(rest);
+    }
+  } else {
+    const size_t colon = text.find(':');
+    if (colon != absl::string_view::npos && text.find(':', colon + 1) == absl::string_view::npos) {
+      result.has_port = true;
+      result.host = std::string(text.substr(0, colon));
+      result.port = std::string(text.substr(colon + 1));
+    } else {
+      result.host = std::string(text);  // no port, or an IPv6 literal without brackets
+    }
+  }
+  if (result.host.empty()) return invalid("empty host");
+  if (result.has_port && result.port.empty()) return invalid("empty port after ':'");
+  *out = std::move(result);
+  return grpc::Status::OK;
+}
+
+std::string JoinHostPort(absl::string_view host, absl::string_view port) {
+  return host.find(':') == absl::string_view::npos ? absl::StrCat(host, ":", port)
+                                                   : absl::StrCat("[", host, "]:", port);
+}
+
+int IpFamily(absl::string_view host) {
+  const std::string text(host.substr(0, host.find('%')));  // inet_pton wants no zone, and a NUL
+  in_addr v4;
+  if (host.size() == text.size() && inet_pton(AF_INET, text.c_str(), &v4) == 1) return AF_INET;
+  in6_addr v6;
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return AF_INET6;
+  return 0;
+}
+
+int AddressIpFamily(absl::string_view address) {
+  HostPort split;
+  if (absl::StartsWith(address, "unix") || !SplitHostPort(address, &split).ok()) return 0;
+  return IpFamily(split.host);
+}
+
+bool IsWildcardAddress(absl::string_view address) {
+  HostPort split;
+  if (absl::StartsWith(address, "unix") || !SplitHostPort(address, &split).ok()) return false;
+  in_addr v4;
+  if (inet_pton(AF_INET, split.host.c_str(), &v4) == 1) return v4.s_addr == INADDR_ANY;
+  in6_addr v6;
+  return inet_pton(AF_INET6, split.host.c_str(), &v6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&v6);
+}
+
 grpc::Status CheckAddress(const std::string& address) {
   if (address.rfind("unix-abstract:", 0) == 0) {
     return CheckSocketPath(address, address.substr(sizeof("unix-abstract:") - 1));
@@ -43,24 +111,14 @@ grpc::Status CheckAddress(const std::string& address) {
     if (path.rfind("//", 0) == 0) path = path.substr(2);  // unix:///abs: empty authority
     return CheckSocketPath(address, path);
   }
-  size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return Bad(address, "no port (expected host:port)");
-  std::string host = address.substr(0, colon);
-  std::string port = address.substr(colon + 1);
-  if (host.empty()) return Bad(address, "empty host");
-  if (host.front() == '[' || host.back() == ']') {
-    if (host.size() < 2 || host.front() != '[' || host.back() != ']') {
-      return Bad(address, "unbalanced brackets around an IPv6 host");
-    }
-    std::string literal = host.substr(1, host.size() - 2);
-    size_t zone = literal.find('%');  // fe80::1%eth0
-    if (zone != std::string::npos) {
-      if (zone + 1 == literal.size()) return Bad(address, "empty IPv6 zone");
-      literal = literal.substr(0, zone);
-    }
-    in6_addr parsed;
-    if (literal.empty() || inet_pton(AF_INET6, literal.c_str(), &parsed) != 1) {
-      return Bad(address, "not an IPv6 address between the brackets");
+  HostPort split;
+  grpc::Status status = SplitHostPort(address, &split);
+  if (!status.ok()) return Bad(address, status.error_message());
+  const std::string& host = split.host;
+  if (split.bracketed) {
+    const size_t zone = host.find('%');  // fe80::1%eth0
+    if (zone != std::string::npos && zone + 1 == host.size()) {
+      return Bad(address, "empty IPv6 zone");
     }
   } else if (host.find(':') != std::string::npos) {
     return Bad(address, "IPv6 hosts must be in brackets, e.g. [::1]:50050");
@@ -72,7 +130,9 @@ grpc::Status CheckAddress(const std::string& address) {
       }
     }
   }
-  if (port.empty() || port.size() > 5) return Bad(address, "port must be a number from 1 to 65535");
+  if (!split.has_port) return Bad(address, "no port (expected host:port)");
+  const std::string& port = split.port;
+  if (port.size() > 5) return Bad(address, "port must be a number from 1 to 65535");
   for (char c : port) {
     if (!std::isdigit(static_cast<unsigned char>(c))) {
       return Bad(address, "port must be a number from 1 to 65535");

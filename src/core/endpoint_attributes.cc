@@ -5,6 +5,8 @@
 #include <string>
 #include <utility>
 
+#include <absl/strings/str_split.h>
+
 #include "core/shown_text.h"
 
 namespace lbkit {
@@ -56,12 +58,14 @@ grpc::Status ParseEndpointAttributes(std::string_view text, EndpointAttributes* 
                             std::to_string(kMaxEndpointAttributesText) + " bytes");
   }
   EndpointAttributes parsed;
+  if (text.empty()) {  // no attributes (StrSplit would give one empty one)
+    *attributes = std::move(parsed);
+    return grpc::Status::OK;
+  }
   bool has_weight = false;
   bool has_hash_key = false;
-  for (size_t start = 0; !text.empty();) {
-    size_t end = text.find(';', start);
-    if (end == std::string_view::npos) end = text.size();
-    std::string_view pair = text.substr(start, end - start);
+  for (absl::string_view piece : absl::StrSplit(absl::string_view(text.data(), text.size()), ';')) {
+    const std::string_view pair(piece.data(), piece.size());
     if (pair.empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "endpoint attributes \"" + Shown(text, 100) +
@@ -92,8 +96,6 @@ grpc::Status ParseEndpointAttributes(std::string_view text, EndpointAttributes* 
     } else if (!parsed.values.emplace(std::string(key), std::string(value)).second) {
       return Invalid(pair, "\"" + std::string(key) + "\" given twice");
     }
-    if (end == text.size()) break;
-    start = end + 1;
   }
   *attributes = std::move(parsed);
   return grpc::Status::OK;

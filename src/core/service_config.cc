@@ -4,6 +4,8 @@
 #include <cctype>
 #include <exception>
 
+#include <absl/strings/str_join.h>
+
 #include "core/json_depth.h"
 #include "core/shown_text.h"
 #include "lbkit/registry.h"
@@ -31,9 +33,7 @@ nlohmann::json SinglePolicyList(const std::string& name) {
 constexpr int kMaxNestingDepth = 64;
 
 std::string Join(const std::vector<std::string>& names) {
-  std::string out;
-  for (const std::string& name : names) out += (out.empty() ? "" : ", ") + name;
-  return out.empty() ? "none" : out;
+  return names.empty() ? "none" : absl::StrJoin(names, ", ");
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/support/client_interceptor.h>
 
+#include "core/address.h"
 #include "core/connectivity.h"
 #include "core/connectivity_watcher.h"
 #include "core/guarded_pick.h"
@@ -68,19 +69,12 @@ class CallDoneInterceptorFactory final
   }
 };
 
-bool IsIpv4Literal(const std::string& host) {
-  in_addr addr;
-  return inet_pton(AF_INET, host.c_str(), &addr) == 1;
-}
-
 }  // namespace
 
 std::string AddressToGrpcTarget(const std::string& address) {
   if (address.rfind("unix:", 0) == 0 || address.rfind("unix-abstract:", 0) == 0) return address;
   if (!address.empty() && address[0] == '[') return "ipv6:" + address;
-  size_t colon = address.rfind(':');
-  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
-  if (IsIpv4Literal(host)) return "ipv4:" + address;
+  if (AddressIpFamily(address) == AF_INET) return "ipv4:" + address;
   return "dns:///" + address;
 }
 

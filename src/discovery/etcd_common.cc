@@ -4,6 +4,7 @@
 #include <limits>
 #include <utility>
 
+#include <absl/strings/str_split.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
@@ -62,18 +63,12 @@ grpc::Status ParseEtcdTarget(const Target& target, EtcdTarget* out) {
   if (target.authority.empty()) {
     return invalid("no etcd member (expected etcd://HOST:PORT[,HOST:PORT...]/SERVICE)");
   }
-  size_t start = 0;
-  while (start <= target.authority.size()) {
-    size_t end = std::min(target.authority.find(',', start), target.authority.size());
-    std::string member = target.authority.substr(start, end - start);
+  for (absl::string_view member : absl::StrSplit(target.authority, ',')) {
     if (member.empty()) return invalid("an empty etcd member in the list");
-    grpc::Status status = CheckAddress(member);
+    // CheckAddress also requires the port an etcd member needs.
+    grpc::Status status = CheckAddress(std::string(member));
     if (!status.ok()) return invalid("etcd member: " + status.error_message());
-    if (member.rfind("unix", 0) != 0 && member.find(':') == std::string::npos) {
-      return invalid("etcd member \"" + Shown(member) + "\" has no port");
-    }
-    result.members.push_back(std::move(member));
-    start = end + 1;
+    result.members.emplace_back(member);
   }
   result.service = target.endpoint;
   if (result.service.empty()) {

@@ -383,17 +383,10 @@ grpc::Status EtcdRegistrar::Create(EtcdRegistrarOptions options,
   if (!status.ok()) return Invalid(status.error_message());
   status = internal::CheckAddress(options.address);
   if (!status.ok()) return Invalid("address: " + status.error_message());
-  if (options.address.rfind("unix", 0) != 0 && options.address.find(':') == std::string::npos) {
+  // A wildcard means "every interface" to a server and nothing to a client.
+  if (internal::IsWildcardAddress(options.address)) {
     return Invalid("address \"" + internal::Shown(options.address) +
-                   "\" has no port (expected host:port)");
-  }
-  {
-    // A wildcard means "every interface" to a server and nothing to a client.
-    const std::string host = options.address.substr(0, options.address.rfind(':'));
-    if (host == "0.0.0.0" || host == "[::]" || host == "[::0]" || host == "[0:0:0:0:0:0:0:0]") {
-      return Invalid("address \"" + internal::Shown(options.address) +
-                     "\" is a wildcard no client can dial; register the host clients reach");
-    }
+                   "\" is a wildcard no client can dial; register the host clients reach");
   }
   if (options.attributes.weight < 1) return Invalid("weight must be 1 or more, got 0");
   for (const char* typed : {"weight", "hash_key"}) {

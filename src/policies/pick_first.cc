@@ -11,6 +11,10 @@
 #include <utility>
 #include <vector>
 
+#include <absl/strings/str_join.h>
+
+#include "core/address.h"
+
 namespace lbkit {
 namespace internal {
 namespace {
@@ -200,10 +204,9 @@ class PickFirst final : public Balancer {
 
   void ReportAllFailed() {
     if (state_ != ConnectivityState::kTransientFailure) helper_->RequestReresolution();
-    std::string names;
-    for (const std::string& address : addresses_) names += (names.empty() ? "" : ", ") + address;
     grpc::Status failure(grpc::StatusCode::UNAVAILABLE,
-                         "pick_first: failed to connect to all addresses (" + names +
+                         "pick_first: failed to connect to all addresses (" +
+                             absl::StrJoin(addresses_, ", ") +
                              "); last error: " + last_error_.error_message());
     Report(ConnectivityState::kTransientFailure, std::make_shared<FailPicker>(failure), failure);
   }
@@ -333,14 +336,14 @@ class PickFirstBuilder final : public BalancerBuilder {
 std::vector<std::string> InterleaveAddressFamilies(const std::vector<std::string>& addresses) {
   enum Family { kV6, kV4, kOther };
   auto family = [](const std::string& address) {
-    if (!address.empty() && address[0] == '[') return kV6;
-    size_t colon = address.rfind(':');
-    in_addr v4;
-    if (colon != std::string::npos &&
-        inet_pton(AF_INET, address.substr(0, colon).c_str(), &v4) == 1) {
-      return kV4;
+    switch (AddressIpFamily(address)) {
+      case AF_INET6:
+        return kV6;
+      case AF_INET:
+        return kV4;
+      default:
+        return kOther;
     }
-    return kOther;
   };
   std::vector<std::string> by_family[3];
   for (const std::string& address : addresses) by_family[family(address)].push_back(address);

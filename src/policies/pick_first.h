@@ -1,11 +1,11 @@
-// pick_first, as gRPC specifies it (gRFC A61, A62): tries an endpoint's
-// addresses in order, starting the next attempt after a connection-attempt
-// delay while earlier ones continue (Happy Eyeballs); the first to become
-// READY wins. When every address has failed it reports TRANSIENT_FAILURE and
-// stays there (sticky) while the connections retry under gRPC's backoff. A
+// pick_first, as gRPC specifies it: tries an endpoint's addresses in order,
+// starting the next attempt after a connection-attempt delay while earlier
+// ones continue (Happy Eyeballs, gRFC A61); the first to become READY wins.
+// When every address has failed it reports TRANSIENT_FAILURE and stays there
+// (sticky, gRFC A62) while the connections retry under gRPC's backoff. A
 // READY connection that drops sends it IDLE and asks for re-resolution.
 //
-// Config: {"shuffleAddressList": bool}.
+// Config: {"shuffleAddressList": bool} (gRFC A62).
 #ifndef LBKIT_SRC_POLICIES_PICK_FIRST_H_
 #define LBKIT_SRC_POLICIES_PICK_FIRST_H_
 

@@ -54,59 +54,6 @@ grpc::Status Invalid(const std::string& why) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, why);
 }
 
-// AF_INET or AF_INET6 for an IP literal (an IPv6 one may carry a "%zone"),
-// else 0.
-int IpFamily(const std::string& host) {
-  in_addr v4;
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return AF_INET;
-  in6_addr v6;
-  std::string literal = host.substr(0, host.find('%'));
-  if (inet_pton(AF_INET6, literal.c_str(), &v6) == 1) return AF_INET6;
-  return 0;
-}
-
-// "host:port", with an IPv6 host in brackets.
-std::string JoinHostPort(const std::string& host, const std::string& port) {
-  return host.find(':') == std::string::npos ? host + ":" + port : "[" + host + "]:" + port;
-}
-
-struct HostPort {
-  std::string host;
-  std::string port;  // empty when none was given
-};
-
-// Splits "host", "host:port", "[v6]", "[v6]:port" or an unbracketed IPv6
-// literal (which has no port), as gRPC's SplitHostPort does.
-grpc::Status SplitHostPort(const std::string& text, HostPort* out) {
-  HostPort result;
-  bool has_port = false;
-  if (!text.empty() && text[0] == '[') {
-    size_t close = text.find(']');
-    if (close == std::string::npos) return Invalid("'[' without ']'");
-    result.host = text.substr(1, close - 1);
-    if (IpFamily(result.host) != AF_INET6)
-      return Invalid("not an IPv6 address between the brackets");
-    if (close + 1 < text.size()) {
-      if (text[close + 1] != ':') return Invalid("text after ']' that is not \":port\"");
-      has_port = true;
-      result.port = text.substr(close + 2);
-    }
-  } else {
-    size_t colon = text.find(':');
-    if (colon != std::string::npos && text.find(':', colon + 1) == std::string::npos) {
-      has_port = true;
-      result.host = text.substr(0, colon);
-      result.port = text.substr(colon + 1);
-    } else {
-      result.host = text;  // no port, or an IPv6 literal without brackets
-    }
-  }
-  if (result.host.empty()) return Invalid("no host");
-  if (has_port && result.port.empty()) return Invalid("empty port after ':'");
-  *out = std::move(result);
-  return grpc::Status::OK;
-}
-
 // What a failed query's c-ares status means, for an error message.
 std::string FailureText(int status) {
   switch (status) {

@@ -7,6 +7,9 @@
 #include <string_view>
 #include <utility>
 
+#include <absl/strings/ascii.h>
+#include <absl/strings/str_split.h>
+
 namespace lbkit {
 namespace internal {
 namespace {
@@ -44,22 +47,20 @@ class StaticResolverFactory final : public ResolverFactory {
   }
 };
 
+// Without the whitespace around it. (Debian's absl::string_view is not
+// std::string_view.)
 std::string_view Trimmed(std::string_view text) {
-  size_t first = text.find_first_not_of(" \t");
-  if (first == std::string_view::npos) return {};
-  size_t last = text.find_last_not_of(" \t");
-  return text.substr(first, last - first + 1);
+  absl::string_view trimmed =
+      absl::StripAsciiWhitespace(absl::string_view(text.data(), text.size()));
+  return std::string_view(trimmed.data(), trimmed.size());
 }
 
 }  // namespace
 
 grpc::Status ParseEndpointList(const std::string& list, std::vector<Endpoint>* endpoints) {
   std::vector<Endpoint> result;
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t end = list.find(',', start);
-    if (end == std::string::npos) end = list.size();
-    std::string_view item = Trimmed(std::string_view(list).substr(start, end - start));
+  for (absl::string_view piece : absl::StrSplit(list, ',')) {
+    std::string_view item = Trimmed(std::string_view(piece.data(), piece.size()));
     if (item.empty()) {
       return grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
@@ -88,7 +89,6 @@ grpc::Status ParseEndpointList(const std::string& list, std::vector<Endpoint>* e
       }
     }
     result.push_back(std::move(endpoint));
-    start = end + 1;
   }
   *endpoints = std::move(result);
   return grpc::Status::OK;

@@ -1,6 +1,7 @@
 // Core pieces: target parsing, the static resolver's address list, the work
 // serializer and the picker slot.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <future>
@@ -71,6 +72,67 @@ TEST(CheckAddress, NamesTheAddressAndTheReason) {
   // A huge address is not copied whole into the message.
   std::string huge(100000, 'h');
   EXPECT_LT(CheckAddress(huge + ":1").error_message().size(), 400u);
+}
+
+TEST(SplitHostPort, SplitsAsGrpcDoes) {
+  using lbkit::internal::HostPort;
+  using lbkit::internal::SplitHostPort;
+  struct Case {
+    const char* text;
+    const char* host;
+    const char* port;
+    bool has_port;
+    bool bracketed;
+  };
+  for (const Case& c :
+       {Case{"a.test:80", "a.test", "80", true, false}, Case{"a.test", "a.test", "", false, false},
+        Case{"[::1]:80", "::1", "80", true, true}, Case{"[::1]", "::1", "", false, true},
+        Case{"::1", "::1", "", false, false},  // unbracketed IPv6: no port
+        Case{"[fe80::1%eth0]:5", "fe80::1%eth0", "5", true, true}}) {
+    HostPort split;
+    ASSERT_TRUE(SplitHostPort(c.text, &split).ok()) << c.text;
+    EXPECT_EQ(split.host, c.host) << c.text;
+    EXPECT_EQ(split.port, c.port) << c.text;
+    EXPECT_EQ(split.has_port, c.has_port) << c.text;
+    EXPECT_EQ(split.bracketed, c.bracketed) << c.text;
+  }
+  struct Bad {
+    const char* text;
+    const char* why;
+  };
+  for (const Bad& bad : {Bad{"[::1:80", "'[' without ']'"},
+                         Bad{"[zzz]:1", "not an IPv6 address between the brackets"},
+                         Bad{"[::1]x", "text after ']' that is not \":port\""},
+                         Bad{":80", "empty host"}, Bad{"a.test:", "empty port after ':'"}}) {
+    HostPort split;
+    EXPECT_EQ(SplitHostPort(bad.text, &split).error_message(), bad.why) << bad.text;
+  }
+}
+
+TEST(JoinHostPort, BracketsIpv6HostsOnly) {
+  EXPECT_EQ(lbkit::internal::JoinHostPort("a.test", "443"), "a.test:443");
+  EXPECT_EQ(lbkit::internal::JoinHostPort("10.0.0.1", "53"), "10.0.0.1:53");
+  EXPECT_EQ(lbkit::internal::JoinHostPort("::1", "53"), "[::1]:53");
+}
+
+TEST(AddressIpFamily, TellsLiteralsFromNames) {
+  using lbkit::internal::AddressIpFamily;
+  EXPECT_EQ(AddressIpFamily("127.0.0.1:1"), AF_INET);
+  EXPECT_EQ(AddressIpFamily("[::1]:1"), AF_INET6);
+  EXPECT_EQ(AddressIpFamily("[fe80::1%eth0]:1"), AF_INET6);
+  EXPECT_EQ(AddressIpFamily("localhost:1"), 0);
+  EXPECT_EQ(AddressIpFamily("unix:/tmp/s"), 0);
+  EXPECT_EQ(AddressIpFamily("[zzz]:1"), 0);
+}
+
+TEST(IsWildcardAddress, KnowsEverySpellingOfTheWildcard) {
+  using lbkit::internal::IsWildcardAddress;
+  for (const char* wildcard : {"0.0.0.0:1", "[::]:1", "[::0]:1", "[0:0:0:0:0:0:0:0]:1"}) {
+    EXPECT_TRUE(IsWildcardAddress(wildcard)) << wildcard;
+  }
+  for (const char* host : {"127.0.0.1:1", "[::1]:1", "localhost:1", "unix:/tmp/s"}) {
+    EXPECT_FALSE(IsWildcardAddress(host)) << host;
+  }
 }
 
 TEST(WorkSerializer, RunsTasksInOrderOneAtATime) {

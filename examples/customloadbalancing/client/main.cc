@@ -19,38 +19,18 @@
 #include <grpcpp/security/credentials.h>
 #include <lbkit/lbkit.h>
 
+#include "cli.h"
 #include "custom_round_robin.h"
 #include "echo.grpc.pb.h"
-#include "flags.h"
+#include "echo_service.h"
 
 namespace {
 
-constexpr char kUsage[] =
-    "usage: lbkit-echo-client [--addrs host:port,host:port] [--choose-second N]\n"
-    "                         [--count N] [--timeout SECONDS] [--policy NAME]\n"
-    "                         [--health-service NAME] [--interval MS] [--stats]\n"
-    "                         [--target URI]\n"
-    "  --addrs           the servers (default localhost:50050,localhost:50051)\n"
-    "  --target          find the servers through this target instead of --addrs, e.g.\n"
-    "                    etcd://127.0.0.1:2379/echo (servers started with --register);\n"
-    "                    the split is then not checked, a failed call does not stop the\n"
-    "                    client, and the summary counts the calls each server answered\n"
-    "  --choose-second   every N-th call goes to the second server (default 3; 0: never)\n"
-    "  --count           calls to make (default 9)\n"
-    "  --timeout         give up after this many seconds (default 10)\n"
-    "  --policy          custom_round_robin (default; the split is checked), round_robin\n"
-    "                    or pick_first\n"
-    "  --health-service  turn on client-side health checking for this service name\n"
-    "                    (\"\" is the server's overall health)\n"
-    "  --interval        pause between calls, in milliseconds (default 0)\n"
-    "  --stats           print the channel's subchannels and their call counts at the end,\n"
-    "                    once their states are known (at most 2 s later)\n";
-
-// The port of "host:port".
-std::string PortOf(const std::string& address) {
-  size_t colon = address.rfind(':');
-  return colon == std::string::npos ? "" : address.substr(colon + 1);
-}
+constexpr char kDescription[] =
+    "Sends --count UnaryEcho calls over an lbkit channel whose service config\n"
+    "selects --policy, prints each reply and a summary. With custom_round_robin\n"
+    "over two --addrs it checks the split: every --choose-second-th call goes to\n"
+    "the second server, the rest to the first.";
 
 // The address a reply names: "... (from localhost:50050)" gives
 // "localhost:50050". Not the call's peer(): a call that had to wait for a
@@ -122,53 +102,72 @@ lbkit::ChannelSnapshot SettledSnapshot(lbkit::Channel& channel) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  lbkit_example::Flags flags(argc, argv,
-                             {{"addrs", "localhost:50050,localhost:50051"},
-                              {"choose-second", "3"},
-                              {"count", "9"},
-                              {"timeout", "10"},
-                              {"policy", "custom_round_robin"},
-                              {"health-service", ""},
-                              {"interval", "0"},
-                              {"stats", "false"},
-                              {"target", ""}},
-                             {"stats"});
-  if (flags.help()) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  long choose_second = 0, count = 0, timeout = 0, interval = 0;
-  std::vector<std::string> addrs = lbkit_example::SplitList(flags.Get("addrs"));
-  const std::string policy = flags.Get("policy");
-  const std::string target = flags.Get("target");
+  CLI::App app(kDescription, "lbkit-echo-client");
+  std::vector<std::string> addrs = {"localhost:50050", "localhost:50051"};
+  long choose_second = 3, count = 9, timeout = 10, interval = 0;
+  std::string policy = "custom_round_robin", health_service, target;
+  bool stats = false;
+  app.add_option("--addrs", addrs, "the servers, a comma list of host:port")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--target", target,
+                 "find the servers through this target instead of --addrs, e.g.\n"
+                 "etcd://127.0.0.1:2379/echo (servers started with --register); the split\n"
+                 "is then not checked, a failed call does not stop the client, and the\n"
+                 "summary counts the calls each server answered");
+  lbkit_example::AddNumber(app, "--choose-second", &choose_second, 0L, 4294967295L,
+                           "every N-th call goes to the second server (0: never)");
+  lbkit_example::AddNumber(app, "--count", &count, 1L, 1000000L, "calls to make");
+  lbkit_example::AddNumber(app, "--timeout", &timeout, 1L, 3600L,
+                           "give up after this many seconds");
+  app.add_option("--policy", policy,
+                 "custom_round_robin (the split is checked), round_robin or pick_first")
+      ->check(CLI::IsMember({"custom_round_robin", "round_robin", "pick_first"}))
+      ->capture_default_str();
+  CLI::Option* health =
+      app.add_option("--health-service", health_service,
+                     "turn on client-side health checking for this service name (\"\" is the\n"
+                     "server's overall health)");
+  lbkit_example::AddNumber(app, "--interval", &interval, 0L, 60000L,
+                           "pause between calls, in milliseconds");
+  app.add_flag("--stats", stats,
+               "print the channel's subchannels and their call counts at the end, once\n"
+               "their states are known (at most 2 s later)");
+  if (int status = lbkit_example::ParseCommandLine(app, argc, argv); status >= 0) return status;
+
   const bool custom = policy == "custom_round_robin";
   // The split is checked against --addrs; a target's servers come and go.
   const bool check_split = custom && target.empty();
-  if (!flags.error().empty() || !flags.GetInt("choose-second", 0, 4294967295L, &choose_second) ||
-      !flags.GetInt("count", 1, 1000000, &count) || !flags.GetInt("timeout", 1, 3600, &timeout) ||
-      !flags.GetInt("interval", 0, 60000, &interval)) {
-    std::fprintf(stderr, "lbkit-echo-client: %s\n%s", flags.error().c_str(), kUsage);
-    return 2;
-  }
-  if (!custom && policy != "round_robin" && policy != "pick_first") {
-    std::fprintf(stderr, "lbkit-echo-client: unknown --policy %s\n%s", policy.c_str(), kUsage);
-    return 2;
-  }
-  if (check_split && addrs.size() != 2) {
-    std::fprintf(stderr, "lbkit-echo-client: custom_round_robin needs exactly two --addrs\n");
-    return 2;
-  }
+  addrs.erase(std::remove(addrs.begin(), addrs.end(), ""), addrs.end());
   if (addrs.empty()) {
     std::fprintf(stderr, "lbkit-echo-client: --addrs is empty\n");
     return 2;
   }
+  // Replies are matched to the servers by port (a reply names the address
+  // its server was started with, which may be another name for the host).
   for (size_t i = 0; i < addrs.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
-      if (PortOf(addrs[i]) == PortOf(addrs[j])) {
-        std::fprintf(stderr, "lbkit-echo-client: the addresses must differ in port\n");
+      if (addrs[i] == addrs[j]) {
+        std::fprintf(stderr,
+                     "lbkit-echo-client: --addrs names %s twice: the same address is one "
+                     "endpoint (one server), so give each server once\n",
+                     addrs[i].c_str());
+        return 2;
+      }
+      if (lbkit_example::SplitHostPort(addrs[i]).port ==
+          lbkit_example::SplitHostPort(addrs[j]).port) {
+        std::fprintf(stderr,
+                     "lbkit-echo-client: --addrs %s and %s share port %s: the servers must "
+                     "differ in port (each reply is matched to its server by port)\n",
+                     addrs[j].c_str(), addrs[i].c_str(),
+                     lbkit_example::SplitHostPort(addrs[i]).port.c_str());
         return 2;
       }
     }
+  }
+  if (check_split && addrs.size() != 2) {
+    std::fprintf(stderr, "lbkit-echo-client: custom_round_robin needs exactly two --addrs\n");
+    return 2;
   }
 
   if (grpc::Status registered = customlb::RegisterCustomRoundRobin(); !registered.ok()) {
@@ -178,8 +177,7 @@ int main(int argc, char** argv) {
   nlohmann::json config = {{"loadBalancingConfig",
                             {{{policy, custom ? nlohmann::json{{"chooseSecond", choose_second}}
                                               : nlohmann::json::object()}}}}};
-  if (flags.Has("health-service"))
-    config["healthCheckConfig"] = {{"serviceName", flags.Get("health-service")}};
+  if (health->count() > 0) config["healthCheckConfig"] = {{"serviceName", health_service}};
   lbkit::ChannelOptions options;
   if (target.empty()) {
     auto resolver = lbkit::ManualResolver::Create();
@@ -225,11 +223,11 @@ int main(int argc, char** argv) {
       ++served[ServedBy(response.message())];
       continue;
     }
-    std::string served_port = PortOf(ServedBy(response.message()));
+    std::string served_port = lbkit_example::SplitHostPort(ServedBy(response.message())).port;
     size_t expected = (choose_second != 0 && n % choose_second == 0) ? 1 : 0;
-    if (custom && PortOf(addrs[expected]) != served_port) ++mismatches;
+    if (custom && lbkit_example::SplitHostPort(addrs[expected]).port != served_port) ++mismatches;
     for (const std::string& addr : addrs) {
-      if (PortOf(addr) == served_port) ++served[addr];
+      if (lbkit_example::SplitHostPort(addr).port == served_port) ++served[addr];
     }
   }
 
@@ -254,6 +252,6 @@ int main(int argc, char** argv) {
       std::printf("summary: %s (%s)\n", counts.c_str(), policy.c_str());
     }
   }
-  if (flags.Get("stats") == "true") PrintStats(SettledSnapshot(*channel));
+  if (stats) PrintStats(SettledSnapshot(*channel));
   return exit_code;
 }

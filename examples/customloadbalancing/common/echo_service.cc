@@ -88,9 +88,14 @@ void SetServing(grpc::Server& server, bool serving) {
   health->SetServingStatus("grpc.examples.echo.Echo", serving);
 }
 
+HostPort SplitHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return {address, ""};
+  return {address.substr(0, colon), address.substr(colon + 1)};
+}
+
 std::string WithPort(const std::string& address, int port) {
-  size_t colon = address.rfind(':');
-  return address.substr(0, colon) + ":" + std::to_string(port);
+  return SplitHostPort(address).host + ":" + std::to_string(port);
 }
 
 }  // namespace lbkit_example

@@ -65,6 +65,15 @@ std::unique_ptr<grpc::Server> StartEchoServer(const std::string& address, grpc::
 // grpc.examples.echo.Echo.
 void SetServing(grpc::Server& server, bool serving);
 
+// "host:port" split at its last ':': "[::1]:50050" gives "[::1]" and
+// "50050"; text without ':' is all host, with an empty port. (lbkit checks
+// addresses itself; the example needs only to tell its servers apart.)
+struct HostPort {
+  std::string host;
+  std::string port;
+};
+HostPort SplitHostPort(const std::string& address);
+
 // "host:port" with the port replaced: ("127.0.0.1:0", 4242) -> "127.0.0.1:4242".
 std::string WithPort(const std::string& address, int port);
 

@@ -22,8 +22,8 @@
 #include <lbkit/etcd.h>
 #include <lbkit/server_load_report.h>
 
+#include "cli.h"
 #include "echo_service.h"
-#include "flags.h"
 
 namespace {
 
@@ -102,61 +102,59 @@ class LoadReporter {
   uint64_t calls_ = 0;
 };
 
-constexpr char kUsage[] =
-    "usage: lbkit-echo-server [--addrs host:port,...] [--not-serving host:port,...]\n"
-    "                         [--toggle host:port] [--report-load]\n"
-    "                         [--register etcd://HOST:PORT,.../SERVICE [--weight N]\n"
-    "                          [--ttl SECONDS]]\n"
-    "  --addrs        addresses to serve on (default localhost:50050,localhost:50051);\n"
-    "                 port 0 picks a free port, and the log line shows which\n"
-    "  --not-serving  addresses whose health service starts NOT_SERVING\n"
-    "  --toggle       the address whose health SIGUSR1 flips (default: the last one)\n"
-    "  --report-load  send a load report with every call, in gRPC's ORCA trailer\n"
-    "                 endpoint-load-metrics-bin and in the copy lbkit's client reads,\n"
-    "                 lbkit-endpoint-load-metrics-bin: cpu_utilization (this process, last\n"
-    "                 second, fraction of all CPUs), qps (calls this address started\n"
-    "                 in the last second) and the named metric echo.calls (calls this\n"
-    "                 address has started in all)\n"
-    "  --register     announce every address in etcd under SERVICE (key SERVICE/ADDR,\n"
-    "                 on a lease kept alive while the server runs; the address as bound,\n"
-    "                 so it must be one clients can reach: not 0.0.0.0 or [::]); prints\n"
-    "                 \"registered ADDR in TARGET\" once it is\n"
-    "  --weight       the weight clients see for these addresses (default 1)\n"
-    "  --ttl          the lease's time to live: a killed server disappears from clients\n"
-    "                 this long after its last keepalive (default 10)\n"
-    "Every address serves grpc.health.v1.Health (SERVING unless told otherwise).\n"
-    "SIGINT or SIGTERM stops the server (after removing its etcd keys).\n";
+constexpr char kDescription[] =
+    "Serves grpc.examples.echo.Echo on every address of --addrs; each reply names\n"
+    "the address that served it. Every address serves grpc.health.v1.Health\n"
+    "(SERVING unless told otherwise). SIGINT or SIGTERM stops the server (after\n"
+    "removing its etcd keys).";
 
 // Whether `address` ("host:port") names a host clients can dial: not a
 // wildcard that only means "every interface" to a server.
 bool Reachable(const std::string& address) {
-  size_t colon = address.rfind(':');
-  std::string host = colon == std::string::npos ? address : address.substr(0, colon);
+  const std::string host = lbkit_example::SplitHostPort(address).host;
   return !host.empty() && host != "0.0.0.0" && host != "[::]" && host != "::" && host != "[::0]";
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  lbkit_example::Flags flags(argc, argv,
-                             {{"addrs", "localhost:50050,localhost:50051"},
-                              {"not-serving", ""},
-                              {"toggle", ""},
-                              {"report-load", "false"},
-                              {"register", ""},
-                              {"weight", "1"},
-                              {"ttl", "10"}},
-                             {"report-load"});
-  if (flags.help()) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
-  std::vector<std::string> addrs = lbkit_example::SplitList(flags.Get("addrs"));
-  long weight = 0, ttl = 0;
-  if (!flags.error().empty() || addrs.empty() || !flags.GetInt("weight", 1, 4294967295L, &weight) ||
-      !flags.GetInt("ttl", 1, 86400, &ttl)) {
-    std::fprintf(stderr, "lbkit-echo-server: %s\n%s",
-                 flags.error().empty() ? "--addrs is empty" : flags.error().c_str(), kUsage);
+  CLI::App app(kDescription, "lbkit-echo-server");
+  std::vector<std::string> addrs = {"localhost:50050", "localhost:50051"};
+  std::vector<std::string> not_serving;
+  std::string toggle, register_target;
+  bool report_load = false;
+  long weight = 1, ttl = 10;
+  app.add_option("--addrs", addrs,
+                 "addresses to serve on, a comma list; port 0 picks a free port, and the\n"
+                 "log line shows which")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--not-serving", not_serving,
+                 "addresses (of --addrs) whose health service starts NOT_SERVING")
+      ->delimiter(',');
+  app.add_option("--toggle", toggle,
+                 "the address whose health SIGUSR1 flips (default: the last one)");
+  app.add_flag("--report-load", report_load,
+               "send a load report with every call, in gRPC's ORCA trailer\n"
+               "endpoint-load-metrics-bin and in the copy lbkit's client reads,\n"
+               "lbkit-endpoint-load-metrics-bin: cpu_utilization (this process, last\n"
+               "second, fraction of all CPUs), qps (calls this address started in the\n"
+               "last second) and the named metric echo.calls (calls this address has\n"
+               "started in all)");
+  app.add_option("--register", register_target,
+                 "etcd://HOST:PORT,.../SERVICE: announce every address in etcd under\n"
+                 "SERVICE (key SERVICE/ADDR, on a lease kept alive while the server runs;\n"
+                 "the address as bound, so it must be one clients can reach: not 0.0.0.0\n"
+                 "or [::]); prints \"registered ADDR in TARGET\" once it is");
+  lbkit_example::AddNumber(app, "--weight", &weight, 1L, 4294967295L,
+                           "the weight clients see for these addresses");
+  lbkit_example::AddNumber(app, "--ttl", &ttl, 1L, 86400L,
+                           "the lease's time to live, in seconds: a killed server disappears from\n"
+                           "clients this long after its last keepalive");
+  if (int status = lbkit_example::ParseCommandLine(app, argc, argv); status >= 0) return status;
+  addrs.erase(std::remove(addrs.begin(), addrs.end(), ""), addrs.end());
+  if (addrs.empty()) {
+    std::fprintf(stderr, "lbkit-echo-server: --addrs is empty\n");
     return 2;
   }
 
@@ -169,8 +167,7 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  std::vector<std::string> not_serving = lbkit_example::SplitList(flags.Get("not-serving"));
-  std::string toggle = flags.Get("toggle").empty() ? addrs.back() : flags.Get("toggle");
+  if (toggle.empty()) toggle = addrs.back();
   auto listed = [&addrs](const std::string& addr) {
     return std::find(addrs.begin(), addrs.end(), addr) != addrs.end();
   };
@@ -185,24 +182,16 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  const std::string& register_target = flags.Get("register");
   if (!register_target.empty()) {
     for (const std::string& addr : addrs) {
       if (!Reachable(addr)) {
         std::fprintf(stderr,
                      "lbkit-echo-server: --register announces each address as clients must "
                      "dial it: %s is no address to dial (name the host, e.g. 127.0.0.1:%s)\n",
-                     addr.c_str(), addr.substr(addr.rfind(':') + 1).c_str());
+                     addr.c_str(), lbkit_example::SplitHostPort(addr).port.c_str());
         return 2;
       }
     }
-  }
-
-  const std::string& report_load = flags.Get("report-load");
-  if (report_load != "true" && report_load != "false") {
-    std::fprintf(stderr, "lbkit-echo-server: --report-load takes no value (or true/false)\n%s",
-                 kUsage);
-    return 2;
   }
 
   ProcessCpu cpu;
@@ -211,7 +200,7 @@ int main(int argc, char** argv) {
   std::vector<std::unique_ptr<grpc::Server>> servers;
   for (const std::string& addr : addrs) {
     auto service = std::make_unique<lbkit_example::EchoService>(addr);
-    if (report_load == "true") {
+    if (report_load) {
       reporters.push_back(std::make_unique<LoadReporter>(&cpu));
       LoadReporter* reporter = reporters.back().get();
       service->set_call_hook(
