@@ -27,6 +27,10 @@ class ClientReader<lbkit::internal::StubAdapterTag> {
   static bool WaitForReady(const ClientContext& context) {
     return (context.initial_metadata_flags() & GRPC_INITIAL_METADATA_WAIT_FOR_READY) != 0;
   }
+  static bool WaitForReadyExplicitlySet(const ClientContext& context) {
+    return (context.initial_metadata_flags() &
+            GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET) != 0;
+  }
   static const std::multimap<std::string, std::string>& SendMetadata(const ClientContext& context) {
     return context.send_initial_metadata_;
   }
@@ -57,6 +61,10 @@ grpc::CompletionQueue* StubAdapter::CallbackCQ(grpc::ChannelInterface* channel) 
 
 bool StubAdapter::WaitForReady(const grpc::ClientContext& context) {
   return Hooks::WaitForReady(context);
+}
+
+bool StubAdapter::WaitForReadyExplicitlySet(const grpc::ClientContext& context) {
+  return Hooks::WaitForReadyExplicitlySet(context);
 }
 
 bool StubAdapter::IsCancelled(grpc::ClientContext& context) { return Hooks::IsCancelled(context); }

@@ -35,6 +35,10 @@ class StubAdapter {
   static grpc::CompletionQueue* CallbackCQ(grpc::ChannelInterface* channel);
   // Whether the call was marked wait-for-ready.
   static bool WaitForReady(const grpc::ClientContext& context);
+  // Whether the application set wait-for-ready on the context itself
+  // (ClientContext::set_wait_for_ready), which wins over a service config's
+  // waitForReady.
+  static bool WaitForReadyExplicitlySet(const grpc::ClientContext& context);
   // Whether ClientContext::TryCancel() ran before the call was created.
   static bool IsCancelled(grpc::ClientContext& context);
   // The metadata the call will send.
