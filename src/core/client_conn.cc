@@ -96,9 +96,12 @@ class ClientConn::RootHelper final : public Helper {
 
   std::shared_ptr<Subchannel> CreateSubchannel(const std::string& address,
                                                SubchannelStateListener listener) override {
-    std::shared_ptr<SubchannelImpl> subchannel =
-        SubchannelImpl::Create(address, conn_->credentials_, conn_->options_.channel_args,
-                               conn_->serializer_, std::move(listener));
+    // With the service config's gRPC-side part (method_config.h) and the
+    // application's interceptors (ChannelOptions::interceptor_factories).
+    std::shared_ptr<SubchannelImpl> subchannel = SubchannelImpl::Create(
+        address, conn_->credentials_,
+        conn_->method_config_.SubchannelArgs(conn_->options_.channel_args), conn_->serializer_,
+        std::move(listener), conn_->options_.interceptor_factories);
     // After each report from gRPC has reached the policy (which may have
     // published a new picker), queued calls are offered to the current picker
     // again: a call that met a connection going down waits for that
@@ -227,6 +230,13 @@ ClientConn::ClientConn(std::string target, std::shared_ptr<grpc::ChannelCredenti
   // callbacks would otherwise tear the queue down from its own thread
   // (AddressSanitizer caught that as a double free in gRPC).
   SharedCallbackCQ();
+  // Calls made before the resolver's first answer follow the default service
+  // config's methodConfig already (method_config.h; CreateChannel has
+  // checked it, and a bad one never starts the resolver).
+  ServiceConfig initial;
+  if (ParseServiceConfig(options_.default_service_config, &initial).ok()) {
+    method_config_.Apply(initial, target_, [] { return size_t{0}; });
+  }
 }
 
 ClientConn::~ClientConn() { Shutdown(); }
@@ -324,6 +334,8 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
     rejected_config_error_.clear();
     rejected_config_.clear();
   }
+  // The methodConfig of the config now in force (method_config.h).
+  method_config_.Apply(parsed, target_, [this] { return root_helper_->Live().size(); });
   if (parsed.health_check != health_check_ ||
       parsed.health_check_service != health_check_service_) {
     health_check_ = parsed.health_check;
@@ -537,6 +549,9 @@ grpc::internal::Call ClientConn::CreateCall(const grpc::internal::RpcMethod& met
   // The registered name is the same string with its length known: no strlen.
   args.method = method_info != nullptr ? std::string_view(method_info->name)
                                        : std::string_view(method.name());
+  // methodConfig timeout and waitForReady (method_config.h): before anything
+  // below reads the deadline or wait-for-ready, the queue and relay included.
+  method_config_.OnCall(args.method, context);
   args.metadata = &StubAdapter::SendMetadata(*context);
   const bool wait_for_ready = StubAdapter::WaitForReady(*context);
   args.deadline = context->deadline();
@@ -692,6 +707,7 @@ ChannelSnapshot ClientConn::Snapshot() {
     snapshot.rejected_config_error = rejected_config_error_;
     snapshot.rejected_config = rejected_config_;
     snapshot.policy_update_error = policy_update_error_;
+    snapshot.config_warnings = method_config_.warnings();
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       snapshot.queued_calls = static_cast<size_t>(std::count_if(

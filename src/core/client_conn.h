@@ -20,6 +20,7 @@
 #include <grpcpp/impl/rpc_method.h>
 
 #include "core/call_relay.h"
+#include "core/method_config.h"
 #include "core/picker_slot.h"
 #include "core/subchannel.h"
 #include "core/work_serializer.h"
@@ -99,6 +100,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool health_check_ = false;
   std::string health_check_service_;
   bool has_endpoints_ = false;
+  // The config's methodConfig (timeouts, waitForReady, the gRPC-side part
+  // for subchannels) and its warnings; see method_config.h.
+  ChannelMethodConfig method_config_;
   // ChannelSnapshot's rejected_config_error, rejected_config and
   // policy_update_error.
   std::string rejected_config_error_;
