@@ -147,6 +147,20 @@ TEST(MethodConfigTimeout, ShortensALaterDeadlineAndKeepsAnEarlierOne) {
   ExpectDeadlineWithin(*stub, milliseconds(1000), 1000);
 }
 
+TEST(MethodConfigTimeout, EndsAQueuedCallToo) {
+  // No backend: the call waits in lbkit's queue (waitForReady) until the
+  // config's timeout, the relayed call included.
+  std::unique_ptr<TestBackend> down = TestBackend::Reserved();
+  auto stub = Echo::NewStub(
+      StaticChannel({down->address()}, Config(R"({"name":[{"service":"grpc.examples.echo.Echo"}],
+                                    "timeout":"0.3s","waitForReady":true})")));
+  grpc::ClientContext context;
+  auto start = std::chrono::steady_clock::now();
+  grpc::Status status = Call(*stub, "hello", &context);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
 TEST(MethodConfigMatching, TheServiceEntryWinsOverTheDefaultOne) {
   ProbeBackend backend;
   auto channel = StaticChannel({backend.address()}, Config(R"({"name":[{}],"timeout":"100s"},
@@ -254,6 +268,43 @@ TEST(MethodConfigWarnings, HedgingAndUnknownFieldsAreReportedInTheSnapshot) {
   EXPECT_NE(all.find("methodConfig[0]: hedgingPolicy is not supported"), std::string::npos) << all;
   EXPECT_NE(all.find("\"fancyNewField\" is not supported"), std::string::npos) << all;
   EXPECT_EQ(trace.Count({"service config", "hedgingPolicy", "fancyNewField"}), 1);
+}
+
+TEST(MethodConfigUpdates, ANewLimitReachesNewSubchannelsAndLiveOnesAreWarnedAbout) {
+  TestBackend first;
+  TestBackend second;
+  auto resolver = lbkit::ManualResolver::Create();
+  auto limit = [](int bytes) {
+    return Config(R"({"name":[{"service":"grpc.examples.echo.Echo"}],"maxResponseMessageBytes":)" +
+                  std::to_string(bytes) + "}");
+  };
+  resolver->SetInitialState({{lbkit::Endpoint{{first.address()}}}, limit(1 << 20)});
+  auto channel = lbkit_test::ManualChannel(resolver);
+  ASSERT_TRUE(lbkit_test::WaitForReadySubchannels(*channel, 1));
+  EXPECT_TRUE(channel->Snapshot().config_warnings.empty());
+  // A smaller limit: the live subchannel keeps the old one, and says so.
+  resolver->UpdateState(
+      {{lbkit::Endpoint{{first.address()}}, lbkit::Endpoint{{second.address()}}}, limit(16)});
+  ASSERT_TRUE(WaitFor([&] {
+    std::vector<std::string> warnings = channel->Snapshot().config_warnings;
+    return warnings.size() == 1 && warnings[0].find(
+                                       "1 live subchannel(s) keep the previous "
+                                       "ones") != std::string::npos;
+  }));
+  ASSERT_TRUE(lbkit_test::WaitForReadySubchannels(*channel, 2));
+  // round_robin alternates: one of two calls lands on each subchannel; only
+  // the new one enforces the new limit.
+  auto stub = Echo::NewStub(channel);
+  int exhausted = 0, ok = 0;
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    grpc::Status status =
+        Call(*stub, "a message whose echo is longer than sixteen bytes", &context);
+    if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) ++exhausted;
+    if (status.ok()) ++ok;
+  }
+  EXPECT_EQ(exhausted, 1);
+  EXPECT_EQ(ok, 1);
 }
 
 }  // namespace
