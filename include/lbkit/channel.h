@@ -52,8 +52,9 @@ struct ChannelOptions {
   // own interceptor, which is innermost. Each factory is installed on every
   // subchannel's grpc::Channel, so it is called once per call, not once per
   // retry attempt (gRPC retries below interceptors). Factories must be
-  // thread-safe; they are shared by the channel's subchannels and live as
-  // long as the channel or any of its calls. Null entries are skipped.
+  // thread-safe: they are shared by the channel's subchannels, which keep
+  // them alive as long as the channel or any of its calls lives. Null
+  // entries are skipped.
   //
   // What an interceptor sees (docs/service-config.md, "Interceptors"):
   // ClientRpcInfo::channel() is the subchannel's grpc::Channel, not the

@@ -97,7 +97,8 @@ inline void ApplyMethodConfig(MethodConfigSlot& slot, std::string_view method,
 }
 
 // A channel's side of it: what ClientConn holds. Apply and the accessors on
-// the channel's serializer only; OnCall on any thread.
+// the channel's serializer only (or before the channel has started); OnCall
+// on any thread.
 class ChannelMethodConfig {
  public:
   // Takes the methodConfig of `config`, the config now in force. A changed
