@@ -23,6 +23,7 @@
 #include <grpcpp/impl/channel_interface.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/client_interceptor.h>
 #include <grpcpp/support/status.h>
 
 #include "lbkit/connectivity.h"
@@ -37,11 +38,37 @@ struct ChannelOptions {
   std::shared_ptr<Resolver> resolver;
   // Service config used while the resolver supplies none. Empty: pick_first.
   // Checked by CreateChannel: an invalid one makes the channel unusable (see
-  // CreateChannel), as gRPC does with GRPC_ARG_SERVICE_CONFIG.
+  // CreateChannel), as gRPC does with GRPC_ARG_SERVICE_CONFIG. Which fields
+  // are honoured, and how: docs/service-config.md.
   std::string default_service_config;
   // Arguments for every subchannel's grpc::Channel (keepalive, message sizes,
-  // ...). lbkit sets its own few on top (see docs/errors.md).
+  // ...). lbkit sets its own few on top (see docs/errors.md), and the
+  // service config's message limits and retry policy as that channel's
+  // service config (docs/service-config.md).
   grpc::ChannelArguments channel_args;
+  // Client interceptors for every call lbkit places, as given to
+  // grpc::experimental::CreateCustomChannelWithInterceptors: they run in this
+  // order (the first one sees outgoing operations first), all before lbkit's
+  // own interceptor, which is innermost. Each factory is installed on every
+  // subchannel's grpc::Channel, so it is called once per call, not once per
+  // retry attempt (gRPC retries below interceptors). Factories must be
+  // thread-safe: they are shared by the channel's subchannels, which keep
+  // them alive as long as the channel or any of its calls lives. Null
+  // entries are skipped.
+  //
+  // What an interceptor sees (docs/service-config.md, "Interceptors"):
+  // ClientRpcInfo::channel() is the subchannel's grpc::Channel, not the
+  // lbkit::Channel. A call that waited in lbkit's queue (docs/queued-calls.md)
+  // is placed through the relay: its interceptors run on the relay's call to
+  // the subchannel, so ClientRpcInfo::client_context() is lbkit's context
+  // for that leg (carrying a copy of the application's metadata, deadline,
+  // wait-for-ready, credentials and compression), ClientRpcInfo::type() is
+  // BIDI_STREAMING whatever the method's kind, and messages are serialized
+  // grpc::ByteBuffers: use GetSerializedSendMessage(), never cast
+  // GetSendMessage() to the request type. Metadata they add reaches the
+  // server either way.
+  std::vector<std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>
+      interceptor_factories;
 };
 
 // What a channel is doing, for logs and tools.
@@ -72,6 +99,11 @@ struct ChannelSnapshot {
   // OK (Balancer::UpdateResolverState: too few endpoints, say, or the policy
   // threw); empty when it was OK.
   std::string policy_update_error;
+  // Fields of the service config in force that lbkit accepted but does not
+  // honour (hedgingPolicy, unknown fields of a methodConfig entry), and
+  // changes it could not apply to live subchannels, one sentence each; empty
+  // when everything is honoured. Also logged, once per config.
+  std::vector<std::string> config_warnings;
 };
 
 class Channel : public grpc::ChannelInterface {

@@ -1,5 +1,6 @@
-// gRPC's service config JSON, the part lbkit uses: loadBalancingConfig (and
-// the older loadBalancingPolicy string).
+// gRPC's service config JSON: loadBalancingConfig (and the older
+// loadBalancingPolicy string), healthCheckConfig, methodConfig and
+// retryThrottling. docs/service-config.md says how each field is honoured.
 //
 // Thread-safety: pure functions; thread-safe.
 #ifndef LBKIT_SERVICE_CONFIG_H_
@@ -8,6 +9,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/support/status.h>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,10 @@
 
 namespace lbkit {
 
+namespace internal {
+class MethodConfigTable;
+}  // namespace internal
+
 struct ServiceConfig {
   std::string policy_name;                       // the chosen policy
   std::shared_ptr<const BalancerConfig> config;  // its parsed config, never null
@@ -23,6 +29,13 @@ struct ServiceConfig {
   // checking (gRFC A17) for every subchannel of the channel.
   bool health_check = false;
   std::string health_check_service;
+  // "methodConfig" and "retryThrottling", parsed; null when the config has
+  // neither. Opaque: only lbkit's channel reads it (docs/service-config.md).
+  std::shared_ptr<const internal::MethodConfigTable> method_config;
+  // One sentence per field that was accepted but is not honoured
+  // (hedgingPolicy, unknown fields of a methodConfig entry), naming the
+  // entry; a channel shows them in ChannelSnapshot::config_warnings.
+  std::vector<std::string> warnings;
 };
 
 // Limits checked before the JSON is parsed, so that input from outside the
@@ -40,8 +53,11 @@ inline constexpr int kMaxServiceConfigDepth = 64;
 // Parses `json` (empty: no config, which means pick_first). loadBalancingConfig
 // is a list of one-key objects; the first whose policy is registered wins and
 // unknown names are skipped. Returns INVALID_ARGUMENT naming the problem for
-// input over the limits above, invalid JSON, a malformed list, a list with no registered policy, a
-// config the chosen policy rejects, or a malformed healthCheckConfig.
+// input over the limits above, invalid JSON, a malformed list, a list with no
+// registered policy, a config the chosen policy rejects, a malformed
+// healthCheckConfig, or a methodConfig / retryThrottling that gRPC would
+// refuse (a method named without a service, a name given twice, a bad
+// duration, a retryPolicy breaking gRFC A6's rules, a wrong type).
 grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config);
 
 // Picks and parses a policy from a loadBalancingConfig list (a JSON array),

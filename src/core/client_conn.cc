@@ -29,7 +29,15 @@ ClientConn::ClientConn(std::string target, std::shared_ptr<grpc::ChannelCredenti
       options_(std::move(options)),
       serializer_(std::make_shared<WorkSerializer>("lbkit-control")),
       picker_slot_(std::make_shared<QueuePicker>()),
-      root_helper_(std::make_unique<RootHelper>(this)) {}
+      root_helper_(std::make_unique<RootHelper>(this)) {
+  // Calls made before the resolver's first answer follow the default service
+  // config's methodConfig already (method_config.h; CreateChannel has
+  // checked it, and a bad one never starts the resolver).
+  ServiceConfig initial;
+  if (ParseServiceConfig(options_.default_service_config, &initial).ok()) {
+    method_config_.Apply(initial, target_, [] { return size_t{0}; });
+  }
+}
 
 ClientConn::~ClientConn() { Shutdown(); }
 
@@ -77,6 +85,7 @@ ChannelSnapshot ClientConn::Snapshot() {
     snapshot.rejected_config_error = rejected_config_error_;
     snapshot.rejected_config = rejected_config_;
     snapshot.policy_update_error = policy_update_error_;
+    snapshot.config_warnings = method_config_.warnings();
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       snapshot.queued_calls = static_cast<size_t>(std::count_if(

@@ -31,6 +31,7 @@
 #include <grpcpp/client_context.h>
 
 #include "core/call_relay.h"
+#include "core/method_config.h"
 #include "core/picker_slot.h"
 #include "core/subchannel.h"
 #include "core/work_serializer.h"
@@ -74,6 +75,14 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   ChannelSnapshot Snapshot();
 
   // The data plane, any thread.
+  // Applies the service config's methodConfig entry for `method` (timeout,
+  // waitForReady; method_config.h) to `context`, before the call is routed:
+  // the stub adapter calls it first, then reads the call's flags.
+  // `wait_for_ready_explicit`: the application set wait-for-ready itself.
+  void ApplyMethodConfig(std::string_view method, grpc::ClientContext* context,
+                         bool wait_for_ready_explicit) {
+    method_config_.OnCall(method, context, wait_for_ready_explicit);
+  }
   // Routes a call a stub is starting. `args` holds its method, metadata and
   // wait-for-ready flag (the stub adapter reads those); the deadline is read
   // here from `context`, where the pick's metadata goes too.
@@ -132,6 +141,9 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   bool health_check_ = false;
   std::string health_check_service_;
   bool has_endpoints_ = false;
+  // The config's methodConfig (timeouts, waitForReady, the gRPC-side part
+  // for subchannels) and its warnings; see method_config.h.
+  ChannelMethodConfig method_config_;
   // ChannelSnapshot's rejected_config_error, rejected_config and
   // policy_update_error.
   std::string rejected_config_error_;

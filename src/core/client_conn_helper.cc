@@ -24,9 +24,12 @@ class SerializerTimer final : public Timer {
 
 std::shared_ptr<Subchannel> ClientConn::RootHelper::CreateSubchannel(
     const std::string& address, SubchannelStateListener listener) {
-  std::shared_ptr<SubchannelImpl> subchannel =
-      SubchannelImpl::Create(address, conn_->credentials_, conn_->options_.channel_args,
-                             conn_->serializer_, std::move(listener));
+  // With the service config's gRPC-side part (method_config.h) and the
+  // application's interceptors (ChannelOptions::interceptor_factories).
+  std::shared_ptr<SubchannelImpl> subchannel = SubchannelImpl::Create(
+      address, conn_->credentials_,
+      conn_->method_config_.SubchannelArgs(conn_->options_.channel_args), conn_->serializer_,
+      std::move(listener), conn_->options_.interceptor_factories);
   // After each report from gRPC has reached the policy (which may have
   // published a new picker), queued calls are offered to the current picker
   // again: a call that met a connection going down waits for that

@@ -171,6 +171,8 @@ void ClientConn::OnResolverUpdate(ResolverState update) {
     rejected_config_error_.clear();
     rejected_config_.clear();
   }
+  // The methodConfig of the config now in force (method_config.h).
+  method_config_.Apply(parsed, target_, [this] { return root_helper_->Live().size(); });
   if (parsed.health_check != health_check_ ||
       parsed.health_check_service != health_check_service_) {
     health_check_ = parsed.health_check;

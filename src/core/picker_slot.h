@@ -1,5 +1,8 @@
 // PickerSlot: where a channel keeps its current picker so that the per-call
 // path reads it without a lock and without touching a shared reference count.
+// RcuSlot<T> is the same slot for any immutable object the call path reads
+// (the channel's methodConfig table, method_config.h); PickerSlot is
+// RcuSlot<Picker>.
 //
 // It is a small sleepable-RCU: a reader bumps a counter in its own
 // cache-line-sized stripe (chosen once per thread), reads the pointer, picks,
@@ -22,11 +25,12 @@
 namespace lbkit {
 namespace internal {
 
-class PickerSlot {
+template <class T>
+class RcuSlot {
  public:
   class ReadGuard {
    public:
-    ReadGuard(std::atomic<int64_t>* counter, const Picker* picker)
+    ReadGuard(std::atomic<int64_t>* counter, const T* picker)
         : counter_(counter), picker_(picker) {}
     ~ReadGuard() {
       if (counter_ != nullptr) counter_->fetch_sub(1, std::memory_order_release);
@@ -38,15 +42,15 @@ class PickerSlot {
     }
     ReadGuard(const ReadGuard&) = delete;
     ReadGuard& operator=(const ReadGuard&) = delete;
-    const Picker* operator->() const { return picker_; }
-    const Picker* get() const { return picker_; }
+    const T* operator->() const { return picker_; }
+    const T* get() const { return picker_; }
 
    private:
     std::atomic<int64_t>* counter_;
-    const Picker* picker_;
+    const T* picker_;
   };
 
-  explicit PickerSlot(std::shared_ptr<Picker> initial)
+  explicit RcuSlot(std::shared_ptr<T> initial)
       : owned_(std::move(initial)), current_(owned_.get()) {}
 
   // Any thread. The picker stays valid while the guard lives.
@@ -59,8 +63,8 @@ class PickerSlot {
 
   // Control plane only (one writer). Installs `picker` and returns the
   // previous one once no reader can still be using it.
-  std::shared_ptr<Picker> Publish(std::shared_ptr<Picker> picker) {
-    std::shared_ptr<Picker> previous = std::move(owned_);
+  std::shared_ptr<T> Publish(std::shared_ptr<T> picker) {
+    std::shared_ptr<T> previous = std::move(owned_);
     owned_ = std::move(picker);
     current_.store(owned_.get());
     for (int flip = 0; flip < 2; ++flip) {
@@ -73,7 +77,12 @@ class PickerSlot {
   }
 
   // Control plane only.
-  const std::shared_ptr<Picker>& current() const { return owned_; }
+  const std::shared_ptr<T>& current() const { return owned_; }
+
+  // Any thread, without registering as a reader: whether an object is
+  // installed. A hint for skipping Read() on a slot that is usually empty;
+  // the object itself must be read through Read().
+  bool HasValue() const { return current_.load(std::memory_order_relaxed) != nullptr; }
 
  private:
   static constexpr unsigned kStripes = 32;
@@ -87,11 +96,13 @@ class PickerSlot {
     return index;
   }
 
-  std::shared_ptr<Picker> owned_;
-  std::atomic<const Picker*> current_;
+  std::shared_ptr<T> owned_;
+  std::atomic<const T*> current_;
   alignas(64) std::atomic<unsigned> epoch_{0};
   Stripe stripes_[kStripes];
 };
+
+using PickerSlot = RcuSlot<Picker>;
 
 }  // namespace internal
 }  // namespace lbkit

@@ -7,6 +7,7 @@
 #include <absl/strings/str_join.h>
 
 #include "core/json_depth.h"
+#include "core/method_config.h"
 #include "core/shown_text.h"
 #include "lbkit/registry.h"
 
@@ -110,7 +111,16 @@ grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config) 
     parsed.health_check = true;
     parsed.health_check_service = name == health->end() ? "" : name->get<std::string>();
   }
-  grpc::Status status;
+  grpc::Status status = internal::ParseMethodConfig(root, &parsed.method_config, &parsed.warnings);
+  if (!status.ok()) return status;
+  for (const auto& [key, value] : root.items()) {
+    (void)value;
+    if (key != "loadBalancingConfig" && key != "loadBalancingPolicy" &&
+        key != "healthCheckConfig" && key != "methodConfig" && key != "retryThrottling") {
+      // gRPC ignores fields it does not know; lbkit says so (service-config.md).
+      parsed.warnings.push_back("field \"" + Shown(key) + "\" is not supported and is ignored");
+    }
+  }
   auto lb_config = root.find("loadBalancingConfig");
   auto lb_policy = root.find("loadBalancingPolicy");  // gRPC's older form
   if (lb_config != root.end()) {

@@ -69,6 +69,23 @@ class CallDoneInterceptorFactory final
   }
 };
 
+// ChannelOptions::interceptor_factories: gRPC owns the factories it is given,
+// one set per grpc::Channel, while the user's are shared by every subchannel.
+class SharedInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit SharedInterceptorFactory(
+      std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface> factory)
+      : factory_(std::move(factory)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo* info) override {
+    return factory_->CreateClientInterceptor(info);
+  }
+
+ private:
+  std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface> factory_;
+};
+
 }  // namespace
 
 std::string AddressToGrpcTarget(const std::string& address) {
@@ -84,7 +101,9 @@ SubchannelImpl::SubchannelImpl(std::string address, SubchannelStateListener list
 std::shared_ptr<SubchannelImpl> SubchannelImpl::Create(
     std::string address, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
     const grpc::ChannelArguments& args, std::shared_ptr<WorkSerializer> serializer,
-    SubchannelStateListener listener) {
+    SubchannelStateListener listener,
+    const std::vector<std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>&
+        interceptors) {
   std::shared_ptr<SubchannelImpl> subchannel(
       new SubchannelImpl(std::move(address), std::move(listener)));
   subchannel->serializer_ = std::move(serializer);
@@ -98,6 +117,12 @@ std::shared_ptr<SubchannelImpl> SubchannelImpl::Create(
   channel_args.SetLoadBalancingPolicyName("pick_first");
   channel_args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
+  // The application's interceptors first, in its order; lbkit's last, so that
+  // it sees the status as gRPC delivered it (ChannelOptions::interceptor_factories).
+  for (const auto& factory : interceptors) {
+    if (factory != nullptr)
+      factories.push_back(std::make_unique<SharedInterceptorFactory>(factory));
+  }
   factories.push_back(std::make_unique<CallDoneInterceptorFactory>());
   subchannel->channel_ = grpc::experimental::CreateCustomChannelWithInterceptors(
       AddressToGrpcTarget(subchannel->address_), credentials, channel_args, std::move(factories));

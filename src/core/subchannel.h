@@ -8,11 +8,13 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <grpcpp/channel.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <grpcpp/support/client_interceptor.h>
 
 #include "core/stub_adapter/stub_adapter.h"
 #include "core/work_serializer.h"
@@ -49,11 +51,14 @@ class SubchannelImpl final : public Subchannel,
                              public std::enable_shared_from_this<SubchannelImpl> {
  public:
   // Creates an IDLE subchannel and starts following its state; `listener`
-  // runs on `serializer`.
+  // runs on `serializer`. `interceptors` (ChannelOptions::interceptor_factories)
+  // run on its calls before lbkit's own interceptor.
   static std::shared_ptr<SubchannelImpl> Create(
       std::string address, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
       const grpc::ChannelArguments& args, std::shared_ptr<WorkSerializer> serializer,
-      SubchannelStateListener listener);
+      SubchannelStateListener listener,
+      const std::vector<std::shared_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>&
+          interceptors = {});
   // For unit tests of policies: no grpc::Channel; state changes only through
   // SetStateForTesting, connection requests only counted.
   static std::shared_ptr<SubchannelImpl> CreateForTesting(std::string address,

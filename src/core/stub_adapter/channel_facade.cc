@@ -104,6 +104,9 @@ class LbChannel final : public Channel {
     // The registered name is the same string with its length known: no strlen.
     args.method = method_info != nullptr ? std::string_view(method_info->name)
                                          : std::string_view(method.name());
+    // methodConfig timeout and waitForReady first: everything below, the
+    // queue and the relay included, sees the call as the config made it.
+    conn_->ApplyMethodConfig(args.method, context, Hooks::WaitForReadyExplicitlySet(*context));
     args.metadata = &Hooks::SendMetadata(*context);
     args.wait_for_ready = Hooks::WaitForReady(*context);
     CallRoute route;

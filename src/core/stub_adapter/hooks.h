@@ -47,6 +47,12 @@ class ClientReader<lbkit::internal::StubAdapterTag> {
   static bool WaitForReady(const ClientContext& context) {
     return (context.initial_metadata_flags() & GRPC_INITIAL_METADATA_WAIT_FOR_READY) != 0;
   }
+  // Likewise: whether the application called set_wait_for_ready itself,
+  // which wins over a service config's waitForReady (gRPC's rule).
+  static bool WaitForReadyExplicitlySet(const ClientContext& context) {
+    return (context.initial_metadata_flags() &
+            GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET) != 0;
+  }
   // ClientContext::send_initial_metadata_, private: what AddMetadata added,
   // which the call sends with its first batch.
   static const std::multimap<std::string, std::string>& SendMetadata(const ClientContext& context) {

@@ -30,7 +30,9 @@
 //     the anchor channel (item 12).
 //  4. ClientContext::initial_metadata_flags(), private: the call is
 //     wait-for-ready iff GRPC_INITIAL_METADATA_WAIT_FOR_READY is set in it
-//     (set_wait_for_ready has no public getter).
+//     (set_wait_for_ready has no public getter), and the application set
+//     it itself iff GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET is
+//     (a methodConfig waitForReady yields to that; method_config.h).
 //  5. ClientContext::send_initial_metadata_, private field, a
 //     std::multimap<std::string, std::string>: what AddMetadata added, read
 //     at CreateCall as the metadata the call will send (PickArgs::metadata;
