@@ -110,8 +110,7 @@ class ChannelMethodConfig {
   void Apply(const ServiceConfig& config, const std::string& target,
              const std::function<size_t()>& live_subchannels);
   // Before a call of `method` is created (ApplyMethodConfig).
-  void OnCall(std::string_view method, grpc::ClientContext* context,
-              bool wait_for_ready_explicit) {
+  void OnCall(std::string_view method, grpc::ClientContext* context, bool wait_for_ready_explicit) {
     ApplyMethodConfig(slot_, method, context, wait_for_ready_explicit);
   }
   // `base` plus the gRPC-side service config, for a new subchannel.

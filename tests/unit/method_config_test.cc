@@ -203,24 +203,24 @@ TEST(MethodConfig, UnknownTopLevelFieldsAreWarningsToo) {
   EXPECT_EQ(config.warnings[0], "field \"retryPolicy\" is not supported and is ignored");
 }
 
-TEST(MethodConfig, ApplyShortensOnlyLaterDeadlinesAndRespectsAnExplicitWaitForReady) {
+TEST(MethodConfig, ApplyShortensOnlyLaterDeadlines) {
   lbkit::ServiceConfig config =
       Parsed(Wrap(R"({"name":[{"service":"a.S"}],"timeout":"10s","waitForReady":true})"));
   lbkit::internal::MethodConfigSlot slot(config.method_config);
   auto now = std::chrono::system_clock::now();
 
   grpc::ClientContext none;  // no deadline: now + 10 s
-  lbkit::internal::ApplyMethodConfig(slot, "/a.S/M", &none);
+  lbkit::internal::ApplyMethodConfig(slot, "/a.S/M", &none, /*wait_for_ready_explicit=*/false);
   EXPECT_LE(none.deadline(), std::chrono::system_clock::now() + std::chrono::seconds(10));
   EXPECT_GT(none.deadline(), now + std::chrono::seconds(9));
 
   grpc::ClientContext earlier;
   earlier.set_deadline(now + std::chrono::seconds(1));
-  lbkit::internal::ApplyMethodConfig(slot, "/a.S/M", &earlier);
+  lbkit::internal::ApplyMethodConfig(slot, "/a.S/M", &earlier, /*wait_for_ready_explicit=*/false);
   EXPECT_LE(earlier.deadline(), now + std::chrono::seconds(1));
 
   grpc::ClientContext other;  // another service: untouched
-  lbkit::internal::ApplyMethodConfig(slot, "/b.T/M", &other);
+  lbkit::internal::ApplyMethodConfig(slot, "/b.T/M", &other, /*wait_for_ready_explicit=*/false);
   EXPECT_EQ(other.deadline(), std::chrono::system_clock::time_point::max());
 }
 
