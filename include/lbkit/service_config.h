@@ -13,10 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "lbkit/balancer.h"
+#include "lbkit/export.h"
 
 namespace lbkit {
 
-struct ServiceConfig {
+struct LBKIT_EXPORT ServiceConfig {
   std::string policy_name;                       // the chosen policy
   std::shared_ptr<const BalancerConfig> config;  // its parsed config, never null
   // "healthCheckConfig": {"serviceName": "..."} turns on client-side health
@@ -42,11 +43,12 @@ inline constexpr int kMaxServiceConfigDepth = 64;
 // unknown names are skipped. Returns INVALID_ARGUMENT naming the problem for
 // input over the limits above, invalid JSON, a malformed list, a list with no registered policy, a
 // config the chosen policy rejects, or a malformed healthCheckConfig.
-grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config);
+LBKIT_EXPORT grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config);
 
 // Picks and parses a policy from a loadBalancingConfig list (a JSON array),
 // as ParseServiceConfig does. For parents that take a child policy list.
-grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig* config);
+LBKIT_EXPORT grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list,
+                                                   ServiceConfig* config);
 
 }  // namespace lbkit
 
