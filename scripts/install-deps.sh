@@ -8,6 +8,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config
+  dpkg-dev file  # cpack -G DEB: dpkg-shlibdeps, and `file` to find the ELF files
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libxxhash-dev libc-ares-dev libcli11-dev
   etcd-server etcd-client

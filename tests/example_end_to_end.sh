@@ -40,14 +40,21 @@ grep -q "served 5, .* served 5 " "$work/out2" || fail "expected a 5:5 split: $(t
 grep -q "^channel manual:///: policy custom_round_robin, READY" "$work/stats" || fail "no stats header: $(cat "$work/stats")"
 grep -Eq "^  $a +READY .* 6 #+\$" "$work/stats" || fail "no stats row for $a: $(cat "$work/stats")"
 
-# LBKIT_TRACE shows resolver, policy, subchannel and pick lines.
-LBKIT_TRACE=all "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/trace" || fail "traced client failed"
+# LBKIT_TRACE shows resolver, policy, subchannel and pick lines, through
+# gRPC's log (INFO lines: "I<date> <time> <thread> <file>:<line>]   lbkit pick: ...").
+GRPC_VERBOSITY=INFO LBKIT_TRACE=all "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/trace" || fail "traced client failed"
 for kind in resolver policy subchannel pick; do
-  grep -q "^lbkit $kind: " "$work/trace" || fail "no '$kind' trace lines"
+  grep -Eq "^I.*\] +lbkit $kind: " "$work/trace" || fail "no '$kind' trace lines"
 done
-LBKIT_TRACE=pick "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/trace-pick"
-if grep -q "^lbkit subchannel: " "$work/trace-pick"; then fail "LBKIT_TRACE=pick showed subchannel lines"; fi
-[ "$(grep -c "^lbkit pick: /grpc.examples.echo.Echo/UnaryEcho -> " "$work/trace-pick")" -eq 3 ] || fail "expected 3 pick lines"
+GRPC_VERBOSITY=INFO LBKIT_TRACE=pick "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/trace-pick"
+if grep -Eq "\] +lbkit subchannel: " "$work/trace-pick"; then fail "LBKIT_TRACE=pick showed subchannel lines"; fi
+[ "$(grep -Ec "\] +lbkit pick: /grpc.examples.echo.Echo/UnaryEcho -> " "$work/trace-pick")" -eq 3 ] || fail "expected 3 pick lines"
+# GRPC_VERBOSITY filters them: at its default (ERROR) no trace line shows,
+# one line says why; an unknown category is named once.
+GRPC_VERBOSITY=ERROR LBKIT_TRACE=pick,bogus "$client_bin" --addrs "$a,$b" --count 3 >/dev/null 2>"$work/trace-quiet"
+if grep -q "lbkit pick: " "$work/trace-quiet"; then fail "INFO trace lines shown at GRPC_VERBOSITY=ERROR"; fi
+[ "$(grep -c "GRPC_VERBOSITY hides them" "$work/trace-quiet")" -eq 1 ] || fail "no hint about GRPC_VERBOSITY: $(cat "$work/trace-quiet")"
+[ "$(grep -c 'LBKIT_TRACE names unknown category "bogus"' "$work/trace-quiet")" -eq 1 ] || fail "unknown category not warned once: $(cat "$work/trace-quiet")"
 
 # A port already in use is a clear error and a non-zero exit.
 if "$server_bin" --addrs "$a" >"$work/busy" 2>&1; then fail "second server on $a started"; fi

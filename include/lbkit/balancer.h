@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lbkit/connectivity.h"
+#include "lbkit/export.h"
 #include "lbkit/picker.h"
 #include "lbkit/resolver.h"
 
@@ -61,7 +62,7 @@ class FakeSubchannel;
 // A policy that must see or change what its child sees of a subchannel
 // (outlier_detection makes an ejected one look TRANSIENT_FAILURE) hands the
 // child a ForwardingSubchannel instead of the one its own Helper created.
-class Subchannel {
+class LBKIT_EXPORT Subchannel {
  public:
   virtual ~Subchannel() = default;
   Subchannel(const Subchannel&) = delete;
@@ -117,7 +118,7 @@ class Subchannel {
 // work serializer. Destroying the wrapper releases its reference to the
 // wrapped subchannel (if it held the last one, the connection closes as for
 // any subchannel); Shutdown() here forwards, as everything else does.
-class ForwardingSubchannel : public Subchannel {
+class LBKIT_EXPORT ForwardingSubchannel : public Subchannel {
  public:
   // `wrapped` must not be null (throws std::invalid_argument if it is).
   explicit ForwardingSubchannel(std::shared_ptr<Subchannel> wrapped);
@@ -148,14 +149,14 @@ using SubchannelStateListener =
     std::function<void(ConnectivityState state, const grpc::Status& status)>;
 
 // What a balancer publishes: its aggregate state and the picker for it.
-struct BalancerState {
+struct LBKIT_EXPORT BalancerState {
   ConnectivityState state = ConnectivityState::kIdle;
   std::shared_ptr<Picker> picker;  // never null once published
   grpc::Status status;             // why, for TRANSIENT_FAILURE; OK otherwise
 };
 
 // A pending timer. Destroying it cancels the callback if it has not run.
-class Timer {
+class LBKIT_EXPORT Timer {
  public:
   virtual ~Timer() = default;
 };
@@ -163,7 +164,7 @@ class Timer {
 // A balancer's link to its channel (or to its parent balancer). Valid until the
 // balancer is destroyed. Methods must be called on the work serializer, except
 // Post, which is thread-safe.
-class Helper {
+class LBKIT_EXPORT Helper {
  public:
   virtual ~Helper() = default;
 
@@ -199,18 +200,18 @@ class Helper {
 };
 
 // A policy's parsed config. Policies derive their own.
-class BalancerConfig {
+class LBKIT_EXPORT BalancerConfig {
  public:
   virtual ~BalancerConfig() = default;
 };
 
 // What a balancer receives from the resolver, with its parsed config.
-struct BalancerUpdate {
+struct LBKIT_EXPORT BalancerUpdate {
   std::vector<Endpoint> endpoints;
   std::shared_ptr<const BalancerConfig> config;  // from the policy's ParseConfig
 };
 
-class Balancer {
+class LBKIT_EXPORT Balancer {
  public:
   virtual ~Balancer() = default;
   // A new resolver state. Returns non-OK to reject it (for example too few
@@ -226,7 +227,7 @@ class Balancer {
 
 // Builds one policy. Registered by name (registry.h). Thread-safe: const
 // methods may be called from any thread.
-class BalancerBuilder {
+class LBKIT_EXPORT BalancerBuilder {
  public:
   virtual ~BalancerBuilder() = default;
   // The name used in loadBalancingConfig, e.g. "round_robin".
@@ -244,7 +245,7 @@ class BalancerBuilder {
 // delegate (EndpointSharding uses it for one pick_first per endpoint). The
 // child gets its own helper: its subchannels and timers are released, and its
 // listeners silenced, when the ChildBalancer is destroyed. Serializer only.
-class ChildBalancer {
+class LBKIT_EXPORT ChildBalancer {
  public:
   // Called on the serializer each time the child publishes a state.
   using StateCallback = std::function<void(const BalancerState& state)>;

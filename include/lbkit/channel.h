@@ -27,11 +27,12 @@
 #include <grpcpp/support/status.h>
 
 #include "lbkit/connectivity.h"
+#include "lbkit/export.h"
 #include "lbkit/resolver.h"
 
 namespace lbkit {
 
-struct ChannelOptions {
+struct LBKIT_EXPORT ChannelOptions {
   // When set, this resolver serves the channel whatever the target's scheme
   // (use "manual:///" as the target). Otherwise the scheme picks a registered
   // resolver factory.
@@ -72,7 +73,7 @@ struct ChannelOptions {
 };
 
 // What a channel is doing, for logs and tools.
-struct ChannelSnapshot {
+struct LBKIT_EXPORT ChannelSnapshot {
   struct SubchannelInfo {
     std::string address;
     ConnectivityState state;
@@ -106,7 +107,7 @@ struct ChannelSnapshot {
   std::vector<std::string> config_warnings;
 };
 
-class Channel : public grpc::ChannelInterface {
+class LBKIT_EXPORT Channel : public grpc::ChannelInterface {
  public:
   // Stops the resolver, fails queued and later calls with UNAVAILABLE, and
   // releases every subchannel (calls in flight finish). Idempotent. Also done
@@ -142,10 +143,9 @@ class Channel : public grpc::ChannelInterface {
 // C-core likewise refuses to build a channel whose default service config
 // does not parse and hands out a lame channel instead (its calls fail with
 // "Failed to create secure client channel"); lbkit's say why.
-std::shared_ptr<Channel> CreateChannel(const std::string& target,
-                                       const std::shared_ptr<grpc::ChannelCredentials>& credentials,
-                                       const ChannelOptions& options = ChannelOptions(),
-                                       grpc::Status* status = nullptr);
+LBKIT_EXPORT std::shared_ptr<Channel> CreateChannel(
+    const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    const ChannelOptions& options = ChannelOptions(), grpc::Status* status = nullptr);
 
 }  // namespace lbkit
 

@@ -4,6 +4,8 @@
 #ifndef LBKIT_CONNECTIVITY_H_
 #define LBKIT_CONNECTIVITY_H_
 
+#include "lbkit/export.h"
+
 namespace lbkit {
 
 enum class ConnectivityState {
@@ -15,7 +17,7 @@ enum class ConnectivityState {
 };
 
 // "IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE" or "SHUTDOWN".
-const char* ToString(ConnectivityState state);
+LBKIT_EXPORT const char* ToString(ConnectivityState state);
 
 }  // namespace lbkit
 

@@ -33,11 +33,12 @@
 #include <chrono>
 #include <memory>
 
+#include "lbkit/export.h"
 #include "lbkit/resolver.h"
 
 namespace lbkit {
 
-struct DnsResolverOptions {
+struct LBKIT_EXPORT DnsResolverOptions {
   // The least time from the start of one lookup to the start of the next.
   // A re-resolution request sooner than that is deferred to the end of the
   // interval (several collapse into one lookup), never dropped; one made
@@ -75,7 +76,8 @@ struct DnsResolverOptions {
 // at most 120 s, never sooner than min_time_between_resolutions). After
 // Shutdown returns, the listener is never called again and no lookup of the
 // resolver is left running.
-std::shared_ptr<const ResolverFactory> MakeDnsResolverFactory(DnsResolverOptions options = {});
+LBKIT_EXPORT std::shared_ptr<const ResolverFactory> MakeDnsResolverFactory(
+    DnsResolverOptions options = {});
 
 }  // namespace lbkit
 

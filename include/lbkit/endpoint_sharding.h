@@ -30,20 +30,21 @@
 #include <vector>
 
 #include "lbkit/balancer.h"
+#include "lbkit/export.h"
 
 namespace lbkit {
 
 // The identity of an endpoint for EndpointSharding and EndpointMap: its
 // addresses, in any order. Attributes are not part of it. Equal for two
 // endpoints exactly when their sorted address lists are equal. Thread-safe.
-std::string EndpointKey(const Endpoint& endpoint);
+LBKIT_EXPORT std::string EndpointKey(const Endpoint& endpoint);
 
 // Per-endpoint state a policy keeps across resolver updates (least_request's
 // counters, a weighted policy's weights), keyed by EndpointKey: an endpoint
 // whose addresses are reordered or whose attributes change keeps its entry.
 // Not thread-safe: use it on the serializer (pickers get copies).
 template <typename T>
-class EndpointMap {
+class LBKIT_EXPORT EndpointMap {
  public:
   // The entry for `endpoint`, default-constructed if there was none.
   T& operator[](const Endpoint& endpoint) { return entries_[EndpointKey(endpoint)]; }
@@ -76,7 +77,7 @@ class EndpointMap {
   std::unordered_map<std::string, T> entries_;
 };
 
-class EndpointSharding {
+class LBKIT_EXPORT EndpointSharding {
  public:
   // One child, as the parent sees it.
   struct Child {

@@ -21,6 +21,7 @@
 
 #include <grpcpp/support/status.h>
 
+#include "lbkit/export.h"
 #include "lbkit/resolver.h"
 
 namespace lbkit {
@@ -34,7 +35,7 @@ namespace lbkit {
 // backoff across the listed members and resumes from the last revision seen;
 // the channel keeps its last endpoints meanwhile. Until the first list
 // succeeds, the channel is in TRANSIENT_FAILURE with the last etcd error.
-struct EtcdResolverOptions {
+struct LBKIT_EXPORT EtcdResolverOptions {
   // Delay before retrying after a failure: starts at initial_backoff, grows
   // by 1.6 per failure up to max_backoff, each randomized by +-20%.
   std::chrono::milliseconds initial_backoff{100};
@@ -49,9 +50,10 @@ struct EtcdResolverOptions {
 // default) uses EtcdResolverOptions{}; replace it with
 // RegisterResolverFactory(MakeEtcdResolverFactory(options), OnDuplicate::kReplace).
 // Thread-safe.
-std::shared_ptr<const ResolverFactory> MakeEtcdResolverFactory(EtcdResolverOptions options = {});
+LBKIT_EXPORT std::shared_ptr<const ResolverFactory> MakeEtcdResolverFactory(
+    EtcdResolverOptions options = {});
 
-struct EtcdRegistrarOptions {
+struct LBKIT_EXPORT EtcdRegistrarOptions {
   // "etcd://HOST:PORT[,HOST:PORT...]/SERVICE": where to register, under which
   // service.
   std::string target;
@@ -78,7 +80,7 @@ struct EtcdRegistrarOptions {
 // address) is on that registrar's lease and stays.
 //
 // Thread-safety: every method may be called from any thread.
-class EtcdRegistrar {
+class LBKIT_EXPORT EtcdRegistrar {
  public:
   // Checks `options` and starts registering in the background; returns at
   // once (registration may take longer: see WaitRegistered). Returns

@@ -12,5 +12,6 @@
 #include "lbkit/registry.h"           // IWYU pragma: export
 #include "lbkit/resolver.h"           // IWYU pragma: export
 #include "lbkit/service_config.h"     // IWYU pragma: export
+#include "lbkit/version.h"            // IWYU pragma: export
 
 #endif  // LBKIT_LBKIT_H_

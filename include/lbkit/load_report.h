@@ -19,6 +19,8 @@
 #include <map>
 #include <string>
 
+#include "lbkit/export.h"
+
 namespace lbkit {
 
 // gRPC's ORCA trailer: a serialized xds.data.orca.v3.OrcaLoadReport.
@@ -29,7 +31,7 @@ inline constexpr char kLbkitLoadReportTrailer[] = "lbkit-endpoint-load-metrics-b
 
 // Every field is what the backend reported; a field it did not set is 0 (or
 // an empty map), as protobuf gives it, so "not reported" and "0" look alike.
-struct LoadReport {
+struct LBKIT_EXPORT LoadReport {
   // Fraction of the available CPU in use; may exceed 1.0 past a soft limit.
   double cpu_utilization = 0;
   // Fraction of the available memory in use, in [0, 1].

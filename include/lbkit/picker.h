@@ -19,6 +19,7 @@
 #include <grpcpp/support/status.h>
 #include <grpcpp/support/string_ref.h>
 
+#include "lbkit/export.h"
 #include "lbkit/load_report.h"
 
 namespace lbkit {
@@ -26,7 +27,7 @@ namespace lbkit {
 class Subchannel;
 
 // What a picker sees of a call. Valid during Pick only.
-struct PickArgs {
+struct LBKIT_EXPORT PickArgs {
   std::string_view method;  // "/package.Service/Method"
   // The call's client metadata as set on its ClientContext. Never null.
   const std::multimap<std::string, std::string>* metadata = nullptr;
@@ -43,7 +44,7 @@ struct PickArgs {
 // What a done-callback learns of the call it was attached to. Valid only
 // during the callback: copy what must outlive it. Not thread-safe (a callback
 // gets its own).
-class CallDoneInfo {
+class LBKIT_EXPORT CallDoneInfo {
  public:
   using Metadata = std::multimap<grpc::string_ref, grpc::string_ref>;
 
@@ -122,7 +123,7 @@ class CallDoneInfo {
 using CallDoneCallback = std::function<void(const CallDoneInfo& info)>;
 
 // The decision for one call.
-class PickResult {
+class LBKIT_EXPORT PickResult {
  public:
   enum class Kind {
     kComplete,  // use subchannel()
@@ -211,7 +212,7 @@ class PickResult {
   std::unique_ptr<MetadataList> metadata_;
 };
 
-class Picker {
+class LBKIT_EXPORT Picker {
  public:
   virtual ~Picker() = default;
   // Chooses for one call. Called concurrently; must not block or throw.
@@ -220,7 +221,7 @@ class Picker {
 
 // Pickers every policy needs.
 // Queues every call (while connecting, or idle and waking up).
-class QueuePicker final : public Picker {
+class LBKIT_EXPORT QueuePicker final : public Picker {
  public:
   // `on_pick`, if set, runs on each pick (to ask an idle policy to connect);
   // it must be thread-safe and cheap.
@@ -235,7 +236,7 @@ class QueuePicker final : public Picker {
 };
 
 // Fails every call with one status (TRANSIENT_FAILURE, bad config).
-class FailPicker final : public Picker {
+class LBKIT_EXPORT FailPicker final : public Picker {
  public:
   explicit FailPicker(grpc::Status status) : status_(std::move(status)) {}
   PickResult Pick(const PickArgs&) const override { return PickResult::Fail(status_); }

@@ -16,6 +16,7 @@
 #include <grpcpp/support/status.h>
 
 #include "lbkit/balancer.h"
+#include "lbkit/export.h"
 
 namespace lbkit {
 
@@ -28,12 +29,13 @@ namespace lbkit {
 //   ALREADY_EXISTS naming the policy when the name is taken, built-ins
 //     included, unless `on_duplicate` is OnDuplicate::kReplace:
 //       lbkit::RegisterBalancer(std::make_shared<MyBuilder>(), lbkit::OnDuplicate::kReplace);
-[[nodiscard]] grpc::Status RegisterBalancer(std::shared_ptr<const BalancerBuilder> builder,
-                                            OnDuplicate on_duplicate = OnDuplicate::kRefuse);
+[[nodiscard]] LBKIT_EXPORT grpc::Status RegisterBalancer(
+    std::shared_ptr<const BalancerBuilder> builder,
+    OnDuplicate on_duplicate = OnDuplicate::kRefuse);
 // The builder registered as `name`, or nullptr.
-std::shared_ptr<const BalancerBuilder> FindBalancer(const std::string& name);
+LBKIT_EXPORT std::shared_ptr<const BalancerBuilder> FindBalancer(const std::string& name);
 // Every registered name, sorted.
-std::vector<std::string> RegisteredBalancers();
+LBKIT_EXPORT std::vector<std::string> RegisteredBalancers();
 
 }  // namespace lbkit
 

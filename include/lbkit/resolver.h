@@ -18,6 +18,8 @@
 
 #include <grpcpp/support/status.h>
 
+#include "lbkit/export.h"
+
 namespace lbkit {
 
 // What a resolver says about an endpoint beyond its addresses; a policy reads
@@ -31,7 +33,7 @@ namespace lbkit {
 //
 // In a static target they follow an address after ';' as key=value pairs
 // (see CreateChannel in channel.h): "static:///10.0.0.1:50051;weight=3;zone=eu".
-struct EndpointAttributes {
+struct LBKIT_EXPORT EndpointAttributes {
   uint32_t weight = 1;                        // relative weight; 1 when the resolver says nothing
   std::string hash_key;                       // the key ring_hash places it by; empty: none
   std::map<std::string, std::string> values;  // anything else, free-form ("zone" -> "eu")
@@ -53,7 +55,7 @@ struct EndpointAttributes {
 // EndpointSharding identifies an endpoint by its set of addresses alone (see
 // EndpointKey in endpoint_sharding.h): reordering its addresses or changing
 // its attributes updates the same child, with its connections.
-struct Endpoint {
+struct LBKIT_EXPORT Endpoint {
   std::vector<std::string> addresses;
   EndpointAttributes attributes{};  // `{}`: no -Wmissing-field-initializers for Endpoint{{"a:1"}}
 
@@ -65,14 +67,14 @@ struct Endpoint {
 
 // What a resolver reports: the endpoints, and a service config as gRPC's JSON
 // (empty: none, the channel then uses its default, then pick_first).
-struct ResolverState {
+struct LBKIT_EXPORT ResolverState {
   std::vector<Endpoint> endpoints;
   std::string service_config;
 };
 
 // The parsed target of a channel: "scheme://authority/endpoint" or
 // "scheme:endpoint".
-struct Target {
+struct LBKIT_EXPORT Target {
   std::string scheme;
   std::string authority;
   std::string endpoint;  // the path without its leading '/'
@@ -81,12 +83,12 @@ struct Target {
 
 // Parses `uri`. Requires nothing. Returns INVALID_ARGUMENT naming the problem
 // when `uri` has no scheme or an empty one.
-grpc::Status ParseTarget(const std::string& uri, Target* target);
+LBKIT_EXPORT grpc::Status ParseTarget(const std::string& uri, Target* target);
 
 // The channel's side of a resolver. Every method may be called from any thread
 // and returns at once: the update is applied later on the channel's work
 // serializer. Calls after the channel shut down are ignored.
-class ResolverListener {
+class LBKIT_EXPORT ResolverListener {
  public:
   virtual ~ResolverListener() = default;
   // A new state; replaces the previous one entirely.
@@ -98,7 +100,7 @@ class ResolverListener {
 
 // A name resolver. The channel calls Start once, RequestReresolution any
 // number of times, then Shutdown once; never two of them at the same time.
-class Resolver {
+class LBKIT_EXPORT Resolver {
  public:
   virtual ~Resolver() = default;
   // Starts resolving. `listener` stays valid until Shutdown returns; the
@@ -111,7 +113,7 @@ class Resolver {
 };
 
 // Builds resolvers for one scheme.
-class ResolverFactory {
+class LBKIT_EXPORT ResolverFactory {
  public:
   virtual ~ResolverFactory() = default;
   virtual std::string scheme() const = 0;
@@ -133,16 +135,17 @@ enum class OnDuplicate { kRefuse, kReplace };
 // already, unless `on_duplicate` is OnDuplicate::kReplace. Thread-safe.
 // Channels already created keep the resolver they were built with; only
 // later CreateChannel calls see the new factory.
-[[nodiscard]] grpc::Status RegisterResolverFactory(std::shared_ptr<const ResolverFactory> factory,
-                                                   OnDuplicate on_duplicate = OnDuplicate::kRefuse);
+[[nodiscard]] LBKIT_EXPORT grpc::Status RegisterResolverFactory(
+    std::shared_ptr<const ResolverFactory> factory,
+    OnDuplicate on_duplicate = OnDuplicate::kRefuse);
 // The factory for `scheme`, or nullptr. Thread-safe.
-std::shared_ptr<const ResolverFactory> FindResolverFactory(const std::string& scheme);
+LBKIT_EXPORT std::shared_ptr<const ResolverFactory> FindResolverFactory(const std::string& scheme);
 // The registered schemes, sorted. Thread-safe.
-std::vector<std::string> RegisteredResolverSchemes();
+LBKIT_EXPORT std::vector<std::string> RegisteredResolverSchemes();
 
 // A resolver fed by the program, like gRPC-Go's resolver/manual. Give it to
 // ChannelOptions::resolver. One channel at a time may use it.
-class ManualResolver : public Resolver {
+class LBKIT_EXPORT ManualResolver : public Resolver {
  public:
   static std::shared_ptr<ManualResolver> Create();
 

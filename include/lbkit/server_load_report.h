@@ -13,13 +13,14 @@
 
 #include <grpcpp/server_context.h>
 
+#include "lbkit/export.h"
 #include "lbkit/load_report.h"
 
 namespace lbkit {
 
 // `report` serialized as an xds.data.orca.v3.OrcaLoadReport (the wire format
 // gRPC's ORCA reads): what the `endpoint-load-metrics-bin` trailer carries.
-std::string SerializeLoadReport(const LoadReport& report);
+LBKIT_EXPORT std::string SerializeLoadReport(const LoadReport& report);
 
 // Adds `report` to the trailing metadata of the call `context` serves, twice
 // (load_report.h says why): as gRPC's ORCA trailer kLoadReportTrailer and as
@@ -29,7 +30,7 @@ std::string SerializeLoadReport(const LoadReport& report);
 // is not thread-safe against other uses of `context`. Works with ServerContext,
 // CallbackServerContext and GenericServerContext. A second report for the
 // same call adds a second trailer; lbkit's client reads the last one.
-void AddLoadReportTrailer(grpc::ServerContextBase* context, const LoadReport& report);
+LBKIT_EXPORT void AddLoadReportTrailer(grpc::ServerContextBase* context, const LoadReport& report);
 
 }  // namespace lbkit
 

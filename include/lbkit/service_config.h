@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lbkit/balancer.h"
+#include "lbkit/export.h"
 
 namespace lbkit {
 
@@ -22,7 +23,7 @@ namespace internal {
 class MethodConfigTable;
 }  // namespace internal
 
-struct ServiceConfig {
+struct LBKIT_EXPORT ServiceConfig {
   std::string policy_name;                       // the chosen policy
   std::shared_ptr<const BalancerConfig> config;  // its parsed config, never null
   // "healthCheckConfig": {"serviceName": "..."} turns on client-side health
@@ -58,11 +59,12 @@ inline constexpr int kMaxServiceConfigDepth = 64;
 // healthCheckConfig, or a methodConfig / retryThrottling that gRPC would
 // refuse (a method named without a service, a name given twice, a bad
 // duration, a retryPolicy breaking gRFC A6's rules, a wrong type).
-grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config);
+LBKIT_EXPORT grpc::Status ParseServiceConfig(const std::string& json, ServiceConfig* config);
 
 // Picks and parses a policy from a loadBalancingConfig list (a JSON array),
 // as ParseServiceConfig does. For parents that take a child policy list.
-grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list, ServiceConfig* config);
+LBKIT_EXPORT grpc::Status ParseLoadBalancingConfig(const nlohmann::json& list,
+                                                   ServiceConfig* config);
 
 }  // namespace lbkit
 

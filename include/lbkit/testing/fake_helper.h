@@ -34,6 +34,7 @@
 #include <grpcpp/support/status.h>
 
 #include "lbkit/balancer.h"
+#include "lbkit/export.h"
 #include "lbkit/load_report.h"
 #include "lbkit/picker.h"
 
@@ -42,7 +43,7 @@ namespace testing {
 
 // A subchannel whose connectivity the test sets. Created by
 // FakeHelper::CreateSubchannel; starts IDLE.
-class FakeSubchannel final : public Subchannel {
+class LBKIT_EXPORT FakeSubchannel final : public Subchannel {
  public:
   ~FakeSubchannel() override;
 
@@ -80,7 +81,7 @@ class FakeSubchannel final : public Subchannel {
 };
 
 // A Helper that records what a balancer does with it.
-class FakeHelper final : public Helper {
+class LBKIT_EXPORT FakeHelper final : public Helper {
  public:
   explicit FakeHelper(std::string target = "fake:///");
   ~FakeHelper() override;
@@ -154,12 +155,12 @@ class FakeHelper final : public Helper {
 // (its own object, e.g. "{}" or R"({"choiceCount":3})") with its builder.
 // Returns NOT_FOUND for an unknown name, the builder's error for a bad config,
 // INVALID_ARGUMENT for JSON that does not parse; on success sets both outputs.
-grpc::Status BuildBalancer(const std::string& name, const std::string& config_json, Helper* helper,
-                           std::unique_ptr<Balancer>* balancer,
-                           std::shared_ptr<const BalancerConfig>* config);
+LBKIT_EXPORT grpc::Status BuildBalancer(const std::string& name, const std::string& config_json,
+                                        Helper* helper, std::unique_ptr<Balancer>* balancer,
+                                        std::shared_ptr<const BalancerConfig>* config);
 
 // A call to pick for: owns what PickArgs points to.
-struct TestCall {
+struct LBKIT_EXPORT TestCall {
   std::string method = "/test.Service/Method";
   std::multimap<std::string, std::string> metadata;
   std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
@@ -174,10 +175,10 @@ struct TestCall {
 // refuse is "fail: <the INTERNAL message the call would get>". Runs the
 // pick's done-callback, if any, as the channel would: with OK for a usable
 // pick, with the failure otherwise.
-std::string Describe(PickResult result);
+LBKIT_EXPORT std::string Describe(PickResult result);
 // Picks `n` times for `call` and describes each result.
-std::vector<std::string> PickAddresses(const Picker& picker, int n,
-                                       const TestCall& call = TestCall());
+LBKIT_EXPORT std::vector<std::string> PickAddresses(const Picker& picker, int n,
+                                                    const TestCall& call = TestCall());
 
 // The end of a call, to hand to a pick's done-callback in a test: a status,
 // trailing metadata, and optionally the backend's load report, encoded as
@@ -186,7 +187,7 @@ std::vector<std::string> PickAddresses(const Picker& picker, int n,
 //   lbkit::LoadReport report;
 //   report.cpu_utilization = 0.9;
 //   lbkit::testing::CallEnd().WithLoadReport(report).Finish(result);
-class CallEnd {
+class LBKIT_EXPORT CallEnd {
  public:
   explicit CallEnd(grpc::Status status = grpc::Status::OK) : status_(std::move(status)) {}
 
