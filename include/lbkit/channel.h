@@ -45,7 +45,10 @@ struct LBKIT_EXPORT ChannelOptions {
   // Arguments for every subchannel's grpc::Channel (keepalive, message sizes,
   // ...). lbkit sets its own few on top (see docs/errors.md), and the
   // service config's message limits and retry policy as that channel's
-  // service config (docs/service-config.md).
+  // service config (docs/service-config.md). A service config set here
+  // (GRPC_ARG_SERVICE_CONFIG, ChannelArguments::SetServiceConfigJSON), as for
+  // a plain grpc::Channel, is taken out and used as default_service_config;
+  // CreateChannel fails (INVALID_ARGUMENT) if both are set and differ.
   grpc::ChannelArguments channel_args;
   // Client interceptors for every call lbkit places, as given to
   // grpc::experimental::CreateCustomChannelWithInterceptors: they run in this

@@ -308,3 +308,35 @@ TEST(MethodConfigUpdates, ANewLimitReachesNewSubchannelsAndLiveOnesAreWarnedAbou
 }
 
 }  // namespace
+
+namespace {
+
+// As a plain grpc::Channel user would give it: ChannelArguments::SetServiceConfigJSON.
+TEST(MethodConfigFromChannelArgs, AServiceConfigInChannelArgsIsTheDefaultConfig) {
+  ProbeBackend backend;
+  lbkit::ChannelOptions options;
+  options.channel_args.SetServiceConfigJSON(EchoTimeout("0.5s"));
+  options.channel_args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 60000);  // other args stay
+  grpc::Status created;
+  auto channel = lbkit::CreateChannel("static:///" + backend.address(),
+                                      grpc::InsecureChannelCredentials(), options, &created);
+  ASSERT_TRUE(created.ok()) << created.error_message();
+  auto stub = Echo::NewStub(channel);
+  ExpectDeadlineWithin(*stub, milliseconds(0), 500);
+  EXPECT_EQ(channel->Snapshot().policy, "round_robin");
+}
+
+TEST(MethodConfigFromChannelArgs, TwoDifferentConfigsAreRefused) {
+  lbkit::ChannelOptions options;
+  options.channel_args.SetServiceConfigJSON(EchoTimeout("0.5s"));
+  options.default_service_config = EchoTimeout("1s");
+  grpc::Status created;
+  auto channel = lbkit::CreateChannel("static:///127.0.0.1:1", grpc::InsecureChannelCredentials(),
+                                      options, &created);
+  EXPECT_EQ(created.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(created.error_message().find("service config is given twice"), std::string::npos)
+      << created.error_message();
+  ASSERT_NE(channel, nullptr);
+}
+
+}  // namespace
