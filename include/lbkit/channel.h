@@ -58,7 +58,13 @@ struct LBKIT_EXPORT ChannelOptions {
   // retry attempt (gRPC retries below interceptors). Factories must be
   // thread-safe: they are shared by the channel's subchannels, which keep
   // them alive as long as the channel or any of its calls lives. Null
-  // entries are skipped.
+  // entries are skipped. A factory may block or start calls of its own (on
+  // this or another lbkit channel): it runs with no lbkit lock held.
+  //
+  // Not seen by them: calls lbkit ends before placing them on a subchannel
+  // (the picker failed them, their deadline passed while queued, the
+  // channel shut down: the stub gets the status directly), and lbkit's own
+  // calls on a connection (health watches, the connection-error probe).
   //
   // What an interceptor sees (docs/service-config.md, "Interceptors"):
   // ClientRpcInfo::channel() is the subchannel's grpc::Channel, not the

@@ -75,6 +75,8 @@ class ClientConn : public std::enable_shared_from_this<ClientConn> {
   ChannelSnapshot Snapshot();
 
   // The data plane, any thread.
+  // Whether ChannelOptions::interceptor_factories is not empty.
+  bool has_interceptors() const { return !options_.interceptor_factories.empty(); }
   // Applies the service config's methodConfig entry for `method` (timeout,
   // waitForReady; method_config.h) to `context`, before the call is routed:
   // the stub adapter calls it first, then reads the call's flags.

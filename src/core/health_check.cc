@@ -51,7 +51,9 @@ class Watch final : public HealthWatch {
     self_ = std::move(self);  // released once every operation has completed
     request_ = ToByteBuffer(EncodeHealthCheckRequest(service));
     grpc::GenericStub stub(channel);
+    creating_internal_call = true;
     call_ = stub.PrepareCall(&context_, kWatchMethod, IoLoop::Get().cq());
+    creating_internal_call = false;
     pending_ = 1;
     call_->StartCall(&start_tag_);
   }
@@ -193,8 +195,10 @@ void ProbeConnectionError(const std::shared_ptr<grpc::Channel>& channel,
   auto probe = std::make_shared<Probe>();
   probe->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(1));
   grpc::GenericStub stub(channel);
+  creating_internal_call = true;
   probe->call = stub.PrepareUnaryCall(&probe->context, "/lbkit.internal.Probe/LastConnectionError",
                                       probe->request, IoLoop::Get().cq());
+  creating_internal_call = false;
   probe->call->StartCall();
   probe->call->Finish(&probe->response, &probe->status,
                       new FunctionTag([probe, done = std::move(done)](bool /*ok*/) mutable {

@@ -42,6 +42,11 @@ class HealthWatch {
   virtual void Cancel() = 0;
 };
 
+// Set while lbkit creates a call of its own on a subchannel's connection
+// (the health watch, the connection-error probe), on that thread: the
+// application's interceptors (ChannelOptions::interceptor_factories) skip it.
+inline thread_local bool creating_internal_call = false;
+
 // Asks a channel in TRANSIENT_FAILURE why: a call on it fails at once with
 // gRPC's last connection error. `done` receives that error (on the IoLoop thread).
 void ProbeConnectionError(const std::shared_ptr<grpc::Channel>& channel,

@@ -1,5 +1,6 @@
 #include "core/method_config.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
@@ -31,6 +32,11 @@ constexpr int kCodeCount = sizeof(kCodeNames) / sizeof(kCodeNames[0]);
 // A whole number field: a JSON number or, as protobuf's JSON mapping allows
 // for integers, a string of digits. False when it is neither.
 bool ReadInteger(const nlohmann::json& value, int64_t* out) {
+  if (value.is_number_unsigned()) {  // may exceed int64_t: every limit here is far below
+    const uint64_t n = value.get<uint64_t>();
+    *out = n > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(n);
+    return true;
+  }
   if (value.is_number_integer()) {
     *out = value.get<int64_t>();
     return true;
@@ -58,7 +64,9 @@ bool ReadInteger(const nlohmann::json& value, int64_t* out) {
 }
 
 // A duration as gRPC's JSON reader takes it: "<seconds>.<9 digits>s".
+// gRPC 1.51 reads a duration's seconds as an int: longer ones are capped.
 std::string FormatDuration(std::chrono::nanoseconds d) {
+  d = std::min<std::chrono::nanoseconds>(d, std::chrono::seconds(INT32_MAX));
   char text[48];
   std::snprintf(text, sizeof(text), "%lld.%09llds", static_cast<long long>(d.count() / 1000000000),
                 static_cast<long long>(d.count() % 1000000000));
@@ -175,13 +183,19 @@ grpc::Status ParseThrottling(const nlohmann::json& throttling, nlohmann::json* o
   }
   auto ratio = throttling.find("tokenRatio");
   if (ratio == throttling.end()) return Invalid(where, "tokenRatio is required");
-  if (!ratio->is_number() || !(ratio->get<double>() > 0)) {
+  // gRPC keeps three decimal places of tokenRatio and refuses a ratio that
+  // is 0 in thousandths; it also cannot read a number in exponent form, so
+  // the ratio handed on is capped where that form would begin.
+  const double milli = ratio->is_number() ? std::floor(ratio->get<double>() * 1000 + 1e-6) : 0;
+  if (!(milli >= 1)) {
     return Invalid(where,
-                   "tokenRatio must be a number greater than 0, got " + Shown(ratio->dump()));
+                   "tokenRatio must be a number of at least 0.001 (gRPC keeps 3 decimal "
+                   "places), got " +
+                       Shown(ratio->dump()));
   }
   *out = nlohmann::json::object();
   (*out)["maxTokens"] = max_tokens > 1000 ? 1000 : max_tokens;  // gRFC A6's upper bound
-  (*out)["tokenRatio"] = ratio->get<double>();
+  (*out)["tokenRatio"] = std::min(milli, 1e9) / 1000;
   return grpc::Status::OK;
 }
 
@@ -238,7 +252,8 @@ grpc::Status ParseMethodConfig(const nlohmann::json& root,
         if (key == "timeout") {
           grpc::Status status = ParseDurationField(entry, "timeout", &settings.timeout);
           if (!status.ok()) return Invalid(where, status.error_message());
-          settings.has_timeout = true;
+          // As gRPC: a zero timeout is no timeout.
+          settings.has_timeout = settings.timeout.count() > 0;
         } else if (key == "waitForReady") {
           if (value.is_null()) continue;
           if (!value.is_boolean()) {

@@ -79,6 +79,9 @@ class SharedInterceptorFactory final
       : factory_(std::move(factory)) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo* info) override {
+    // lbkit's own calls on the connection (health watches, the connection
+    // error probe) are not the application's.
+    if (creating_internal_call) return nullptr;
     return factory_->CreateClientInterceptor(info);
   }
 
@@ -377,11 +380,8 @@ std::unique_ptr<grpc::GenericClientAsyncReaderWriter> SubchannelImpl::StartGener
     CallDoneCallback on_done) {
   calls_started_.fetch_add(1, std::memory_order_relaxed);
   grpc::GenericStub stub(channel_);
-  pending_call_done = &on_done;
-  std::unique_ptr<grpc::GenericClientAsyncReaderWriter> call =
-      stub.PrepareCall(context, method, cq);
-  pending_call_done = nullptr;
-  return call;
+  PendingCallDone pending(on_done ? &on_done : nullptr);
+  return stub.PrepareCall(context, method, cq);
 }
 
 }  // namespace internal

@@ -47,6 +47,23 @@ struct MethodInfo {
 // the subchannels' interceptor factory (stub_adapter.h, item 13).
 inline thread_local CallDoneCallback* pending_call_done = nullptr;
 
+// Sets pending_call_done for the call created in its scope, and puts back
+// the one before: an application's interceptor factory
+// (ChannelOptions::interceptor_factories) runs inside that creation and may
+// itself start a call on an lbkit channel, on the same thread.
+class PendingCallDone {
+ public:
+  explicit PendingCallDone(CallDoneCallback* done) : outer_(pending_call_done) {
+    pending_call_done = done;
+  }
+  ~PendingCallDone() { pending_call_done = outer_; }
+  PendingCallDone(const PendingCallDone&) = delete;
+  PendingCallDone& operator=(const PendingCallDone&) = delete;
+
+ private:
+  CallDoneCallback* const outer_;
+};
+
 class SubchannelImpl final : public Subchannel,
                              public std::enable_shared_from_this<SubchannelImpl> {
  public:
@@ -82,11 +99,8 @@ class SubchannelImpl final : public Subchannel,
   template <typename Create>
   auto StartCall(CallDoneCallback&& on_done, Create&& create) {
     calls_started_.fetch_add(1, std::memory_order_relaxed);
-    if (!on_done) return create(channel_, methods_);
-    pending_call_done = &on_done;
-    auto call = create(channel_, methods_);
-    pending_call_done = nullptr;
-    return call;
+    PendingCallDone pending(on_done ? &on_done : nullptr);
+    return create(channel_, methods_);
   }
 
   // Any thread: starts a generic (ByteBuffer) bidi call to `method` on this

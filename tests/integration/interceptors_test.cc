@@ -81,8 +81,10 @@ class TaggedBackend {
 };
 
 std::shared_ptr<lbkit::Channel> ChannelWith(const std::string& address,
-                                            std::shared_ptr<CountingFactory> factory) {
+                                            std::shared_ptr<CountingFactory> factory,
+                                            const std::string& service_config = "") {
   lbkit::ChannelOptions options;
+  options.default_service_config = service_config;
   options.interceptor_factories.push_back(std::move(factory));
   options.interceptor_factories.push_back(nullptr);  // skipped
   grpc::Status status;
@@ -125,6 +127,25 @@ TEST(Interceptors, SeeACallThatWaitedInTheQueue) {
   EXPECT_TRUE(outcome.status.ok()) << outcome.status.error_message();
   EXPECT_EQ(factory->by_method()["/grpc.examples.echo.Echo/UnaryEcho"], 1);
   EXPECT_EQ(backend.tagged.load(), 1);
+}
+
+TEST(Interceptors, DoNotSeeLbkitsOwnHealthWatches) {
+  // Client-side health checking (gRFC A17) makes a Health/Watch stream per
+  // subchannel: lbkit's call, not the application's.
+  lbkit_test::TestBackend backend(/*health=*/true);
+  auto factory = std::make_shared<CountingFactory>();
+  auto channel = ChannelWith(
+      backend.address(), factory,
+      R"({"loadBalancingConfig":[{"round_robin":{}}],"healthCheckConfig":{"serviceName":""}})");
+  ASSERT_TRUE(WaitFor([&] {
+    lbkit::ChannelSnapshot snapshot = channel->Snapshot();
+    return snapshot.subchannels.size() == 1 && snapshot.subchannels[0].health == "SERVING";
+  })) << "the health watch never reported SERVING";
+  OneCall call(Style::kSyncUnary, channel, std::chrono::seconds(10));
+  EXPECT_TRUE(call.Wait().status.ok());
+  std::map<std::string, int> seen = factory->by_method();
+  EXPECT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen["/grpc.examples.echo.Echo/UnaryEcho"], 1);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // validation (gRFC A2, A6) with errors naming the problem, warnings for what
 // lbkit does not honour, and the service config handed to subchannels.
 #include <gtest/gtest.h>
+#include <climits>
 
 #include <chrono>
 #include <string>
@@ -201,6 +202,33 @@ TEST(MethodConfig, UnknownTopLevelFieldsAreWarningsToo) {
       Parsed(R"({"loadBalancingPolicy":"pick_first","retryPolicy":{"maxAttempts":3}})");
   ASSERT_EQ(config.warnings.size(), 1u);
   EXPECT_EQ(config.warnings[0], "field \"retryPolicy\" is not supported and is ignored");
+}
+
+TEST(MethodConfig, AZeroTimeoutIsNoTimeoutAsInGrpc) {
+  lbkit::ServiceConfig config = Parsed(Wrap(R"({"name":[{"service":"a.S"}],"timeout":"0s"})"));
+  lbkit::internal::MethodConfigSlot slot(config.method_config);
+  grpc::ClientContext context;
+  lbkit::internal::ApplyMethodConfig(slot, "/a.S/M", &context, /*wait_for_ready_explicit=*/false);
+  EXPECT_EQ(context.deadline(), std::chrono::system_clock::time_point::max());
+}
+
+TEST(MethodConfig, ValuesGrpcCouldNotReadAreRefusedOrBounded) {
+  // gRPC keeps 3 decimal places of tokenRatio and refuses 0.
+  EXPECT_NE(Error(R"({"retryThrottling":{"maxTokens":10,"tokenRatio":0.0005}})")
+                .find("tokenRatio must be a number of at least 0.001"),
+            std::string::npos);
+  // A ratio gRPC would read in exponent form is capped; a size beyond int64
+  // is a size, not a negative number.
+  lbkit::ServiceConfig config = Parsed(R"({"methodConfig":[{"name":[{"service":"a.S"}],
+      "maxRequestMessageBytes":18446744073709551615}],
+      "retryThrottling":{"maxTokens":10,"tokenRatio":1e21}})");
+  ASSERT_NE(config.method_config, nullptr);
+  nlohmann::json grpc_side =
+      nlohmann::json::parse(config.method_config->subchannel_service_config());
+  EXPECT_EQ(grpc_side["retryThrottling"]["tokenRatio"], 1000000.0) << grpc_side.dump();
+  EXPECT_EQ(grpc_side["methodConfig"][0]["maxRequestMessageBytes"], INT32_MAX) << grpc_side.dump();
+  EXPECT_EQ(grpc_side["retryThrottling"]["tokenRatio"].dump().find('e'), std::string::npos)
+      << grpc_side.dump();
 }
 
 TEST(MethodConfig, ApplyShortensOnlyLaterDeadlines) {

@@ -113,6 +113,15 @@ class LbChannel final : public Channel {
     conn_->RouteCall(args, context, &route);
     switch (route.kind) {
       case CallRoute::Kind::kPlace:
+        if (conn_->has_interceptors()) {
+          // The application's interceptor factories run inside the call's
+          // creation and may block or start calls of their own: hold the
+          // subchannel itself, not the picker, whose next publication
+          // waits for its readers.
+          std::shared_ptr<SubchannelImpl> held = route.subchannel->shared_from_this();
+          route.picker.reset();
+          return PlacedCall(*held, method, method_info, context, cq, std::move(route.on_done));
+        }
         // route.picker keeps the subchannel alive until this returns.
         return PlacedCall(*route.subchannel, method, method_info, context, cq,
                           std::move(route.on_done));

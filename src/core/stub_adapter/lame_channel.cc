@@ -21,9 +21,21 @@ std::shared_ptr<grpc::Channel> LameChannel(const grpc::Status& status) {
   auto key = std::make_pair(static_cast<int>(status.error_code()), status.error_message());
   auto it = cache->find(key);
   if (it != cache->end()) return it->second;
-  if (cache->size() >= 64) cache->clear();  // distinct failures are few; keep it bounded
+  // A lame channel is never destroyed: a failed call's operations go to its
+  // channel (stub_adapter.h, item 9), and an async call may start them any
+  // time later. So the cache never evicts; past kMaxLame distinct messages
+  // (failure texts that name changing addresses, say) a failure gets one
+  // channel per status code, whose message says where the reason is.
+  constexpr size_t kMaxLame = 1024;
+  if (cache->size() >= kMaxLame) {
+    key.second = "lbkit: the call failed (the channel has failed calls for more than " +
+                 std::to_string(kMaxLame) +
+                 " distinct reasons; lbkit::Channel::Snapshot() shows the current one)";
+    it = cache->find(key);
+    if (it != cache->end()) return it->second;
+  }
   grpc_channel* lame = grpc_lame_client_channel_create(
-      nullptr, static_cast<grpc_status_code>(status.error_code()), status.error_message().c_str());
+      nullptr, static_cast<grpc_status_code>(status.error_code()), key.second.c_str());
   std::shared_ptr<grpc::Channel> channel = grpc::CreateChannelInternal(
       "", lame,
       std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>>());
