@@ -2,7 +2,7 @@
 # The whole test suite: installs what is missing, builds with -Wall -Wextra
 # -Werror and runs every test through ctest; then does the same in a second
 # build under AddressSanitizer + UndefinedBehaviorSanitizer; then fuzzes each
-# parser of outside input for 30 s (scripts/fuzz.sh, a third, clang build).
+# parser of outside input for 20 s (scripts/fuzz.sh, a third, clang build).
 # The first build is BUILD_SHARED_LIBS=ON, so that liblbkit.so's exported
 # symbols, programs built against it once installed, and the .deb are tested
 # (the tests themselves link a static archive of the same objects).
@@ -28,4 +28,4 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 (cd build-asan && ctest --output-on-failure -j2)
 
 echo "== fuzzing"
-bash scripts/fuzz.sh "${LBKIT_FUZZ_SECONDS:-30}"
+bash scripts/fuzz.sh "${LBKIT_FUZZ_SECONDS:-20}"
