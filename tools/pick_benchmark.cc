@@ -215,7 +215,7 @@ int64_t HeapBytes() {
 // IDLE and open no socket.
 void BM_IdleSubchannelMemory(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
-  auto serializer = std::make_shared<lbkit::internal::WorkSerializer>("bench");
+  auto serializer = std::make_shared<lbkit::internal::WorkSerializer>();
   auto credentials = grpc::InsecureChannelCredentials();
   grpc::ChannelArguments args;
   auto create = [&](int port) {

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <utility>
@@ -27,7 +26,7 @@ ClientConn::ClientConn(std::string target, std::shared_ptr<grpc::ChannelCredenti
     : target_(std::move(target)),
       credentials_(std::move(credentials)),
       options_(std::move(options)),
-      serializer_(std::make_shared<WorkSerializer>("lbkit-control")),
+      serializer_(std::make_shared<WorkSerializer>()),
       picker_slot_(std::make_shared<QueuePicker>()),
       root_helper_(std::make_unique<RootHelper>(this)) {
   // Calls made before the resolver's first answer follow the default service
@@ -98,17 +97,13 @@ ChannelSnapshot ClientConn::Snapshot() {
     }
     return snapshot;
   };
-  if (serializer_->IsCurrent()) return build();
-  auto promise = std::make_shared<std::promise<ChannelSnapshot>>();
-  std::future<ChannelSnapshot> future = promise->get_future();
-  if (!serializer_->Run([promise, build] { promise->set_value(build()); })) {
-    ChannelSnapshot snapshot;
+  ChannelSnapshot snapshot;
+  if (!serializer_->RunAndWait([&] { snapshot = build(); })) {
     snapshot.target = target_;
     snapshot.policy = top_name_;
     snapshot.state = ConnectivityState::kShutdown;
-    return snapshot;
   }
-  return future.get();
+  return snapshot;
 }
 
 }  // namespace internal

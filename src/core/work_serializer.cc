@@ -3,117 +3,288 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace lbkit {
 namespace internal {
+namespace {
 
-struct WorkSerializer::State {
+// Tasks a pool thread runs of one serializer before it lets the others have
+// a turn.
+constexpr int kBatch = 32;
+
+}  // namespace
+
+// Lock order: a serializer's mu, then the pool's mu; never the other way.
+struct WorkSerializer::State : std::enable_shared_from_this<State> {
   std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;  // no new work accepted
+  std::condition_variable idle;  // `running` became false, or a waited-for task ran
   std::deque<std::function<void()>> tasks;
-  // Timers by (deadline, id); ids also map back to their deadline for Cancel.
-  std::map<std::pair<Clock::time_point, uint64_t>, std::function<void()>> timers;
-  std::unordered_map<uint64_t, Clock::time_point> timer_deadlines;
-  uint64_t next_timer_id = 1;
-  std::string name;
+  bool queued = false;    // in the pool's ready queue
+  bool running = false;   // a thread runs its tasks (a pool thread, or a helping caller)
+  bool stopping = false;  // no new work accepted
+  struct Timer {
+    Clock::time_point deadline;
+    std::function<void()> fn;
+  };
+  std::unordered_map<uint64_t, Timer> timers;
 };
 
-WorkSerializer::WorkSerializer(std::string name) : state_(std::make_shared<State>()) {
-  state_->name = std::move(name);
-  thread_ = std::thread(&WorkSerializer::Loop, state_);
-  thread_id_ = thread_.get_id();
-}
+namespace {
 
-WorkSerializer::~WorkSerializer() { Shutdown(); }
+// The serializer whose task the calling thread runs, if any.
+thread_local const void* current_serializer = nullptr;
 
-bool WorkSerializer::Run(std::function<void()> fn) {
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (state_->stopping) return false;
-    state_->tasks.push_back(std::move(fn));
+}  // namespace
+
+// The process-wide lbkit-control threads: they run ready serializers in
+// arrival order and keep every serializer's timers in one map.
+class ControlPool {
+ public:
+  using State = WorkSerializer::State;
+  using Clock = WorkSerializer::Clock;
+
+  // Created on first use and never destroyed (a serializer may be shut down
+  // while the process exits).
+  static ControlPool& Get() {
+    static ControlPool* pool = new ControlPool();
+    return *pool;
   }
-  state_->cv.notify_one();
-  return true;
-}
 
-uint64_t WorkSerializer::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
-  delay = std::min(delay, kLongestDelay);
-  uint64_t id;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (state_->stopping) return 0;
-    id = state_->next_timer_id++;
-    Clock::time_point deadline = Clock::now() + delay;
-    state_->timers.emplace(std::make_pair(deadline, id), std::move(fn));
-    state_->timer_deadlines.emplace(id, deadline);
+  // Puts a serializer with work in the ready queue. Called with its mu held.
+  void Enqueue(std::shared_ptr<State> state) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ready_.push_back(std::move(state));
+    }
+    cv_.notify_one();
   }
-  state_->cv.notify_one();
-  return id;
-}
 
-void WorkSerializer::Cancel(uint64_t timer_id) {
-  std::function<void()> dropped;  // destroyed outside the lock
-  std::lock_guard<std::mutex> lock(state_->mu);
-  auto it = state_->timer_deadlines.find(timer_id);
-  if (it == state_->timer_deadlines.end()) return;
-  auto timer = state_->timers.find(std::make_pair(it->second, timer_id));
-  if (timer != state_->timers.end()) {
-    dropped = std::move(timer->second);
-    state_->timers.erase(timer);
+  // Called with the serializer's mu held.
+  uint64_t AddTimer(Clock::time_point deadline, std::weak_ptr<State> state) {
+    bool earliest;
+    uint64_t id;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      id = next_timer_id_++;
+      auto it = timers_.emplace(std::make_pair(deadline, id), std::move(state)).first;
+      earliest = it == timers_.begin();
+    }
+    // A sleeping thread must wake to wait for the new, earlier deadline.
+    if (earliest) cv_.notify_one();
+    return id;
   }
-  state_->timer_deadlines.erase(it);
-}
 
-void WorkSerializer::Shutdown() {
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    state_->stopping = true;
+  // Called with the serializer's mu held.
+  void RemoveTimer(Clock::time_point deadline, uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    timers_.erase(std::make_pair(deadline, id));
   }
-  state_->cv.notify_one();
-  if (!thread_.joinable()) return;
-  if (IsCurrent()) {
-    thread_.detach();  // the loop owns `state_` and ends after this task
-  } else {
-    thread_.join();
-  }
-}
 
-void WorkSerializer::Loop(std::shared_ptr<State> state) {
-  pthread_setname_np(pthread_self(), state->name.substr(0, 15).c_str());
-  std::unique_lock<std::mutex> lock(state->mu);
-  for (;;) {
-    if (!state->tasks.empty()) {
+  // Runs up to kBatch of `state`'s tasks, or all of them until `done` when
+  // `done` is given (a caller helping, WorkSerializer::RunAndWait and
+  // Shutdown). Called with `lock` (the serializer's mu) held and `running`
+  // false; returns with it held and `running` false again.
+  static void Drain(const std::shared_ptr<State>& state, std::unique_lock<std::mutex>& lock,
+                    const bool* done) {
+    state->running = true;
+    const void* outer = current_serializer;
+    current_serializer = state.get();
+    for (int n = 0; !state->tasks.empty(); ++n) {
+      if (done == nullptr ? n == kBatch : *done) break;
       std::function<void()> task = std::move(state->tasks.front());
       state->tasks.pop_front();
       lock.unlock();
       task();
       task = nullptr;  // release captures before taking the lock again
       lock.lock();
-      continue;
     }
-    if (state->stopping) break;
-    if (!state->timers.empty()) {
-      auto first = state->timers.begin();
-      if (first->first.first <= Clock::now()) {
-        std::function<void()> fn = std::move(first->second);
-        state->timer_deadlines.erase(first->first.second);
-        state->timers.erase(first);
+    current_serializer = outer;
+    state->running = false;
+    if (!state->tasks.empty() && !state->queued) {
+      state->queued = true;
+      Get().Enqueue(state);
+    }
+    state->idle.notify_all();
+  }
+
+ private:
+  ControlPool() {
+    for (size_t i = 0; i < ControlPoolSize(); ++i) {
+      std::thread([this] { Work(); }).detach();
+    }
+  }
+
+  void Work() {
+    pthread_setname_np(pthread_self(), "lbkit-control");
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (!ready_.empty()) {
+        std::shared_ptr<State> state = std::move(ready_.front());
+        ready_.pop_front();
         lock.unlock();
-        fn();
-        fn = nullptr;
+        RunTurn(state);
+        state.reset();
         lock.lock();
         continue;
       }
-      state->cv.wait_until(lock, first->first.first);
-    } else {
-      state->cv.wait(lock);
+      if (timers_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      Clock::time_point now = Clock::now();
+      auto first = timers_.begin();
+      if (first->first.first > now) {
+        cv_.wait_until(lock, first->first.first);
+        continue;
+      }
+      std::vector<std::pair<uint64_t, std::weak_ptr<State>>> due;
+      while (first != timers_.end() && first->first.first <= now) {
+        due.emplace_back(first->first.second, std::move(first->second));
+        first = timers_.erase(first);
+      }
+      lock.unlock();
+      for (auto& [id, weak] : due) Fire(weak, id);
+      due.clear();
+      lock.lock();
     }
   }
-  // Drop what is left outside the lock: destructors may post (and be refused).
-  auto timers = std::move(state->timers);
-  state->timer_deadlines.clear();
+
+  static void RunTurn(const std::shared_ptr<State>& state) {
+    std::unique_lock<std::mutex> lock(state->mu);
+    state->queued = false;
+    // A caller helping (RunAndWait, Shutdown) has it; it requeues what it
+    // leaves.
+    if (state->running) return;
+    Drain(state, lock, nullptr);
+  }
+
+  // Queues a due timer's function as a task of its serializer; it runs there
+  // unless cancelled first (Cancel on the serializer always wins).
+  static void Fire(const std::weak_ptr<State>& weak, uint64_t id) {
+    std::shared_ptr<State> state = weak.lock();
+    if (state == nullptr) return;
+    std::lock_guard<std::mutex> lock(state->mu);
+    if (state->stopping || state->timers.count(id) == 0) return;
+    State* raw = state.get();  // alive while one of its tasks runs
+    state->tasks.push_back([raw, id] {
+      std::function<void()> fn;
+      {
+        std::lock_guard<std::mutex> lock(raw->mu);
+        auto it = raw->timers.find(id);
+        if (it == raw->timers.end()) return;  // cancelled, or shut down
+        fn = std::move(it->second.fn);
+        raw->timers.erase(it);
+      }
+      fn();
+    });
+    if (!state->queued && !state->running) {
+      state->queued = true;
+      Get().Enqueue(state);
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<State>> ready_;
+  std::map<std::pair<Clock::time_point, uint64_t>, std::weak_ptr<State>> timers_;
+  uint64_t next_timer_id_ = 1;
+};
+
+size_t ControlPoolSize() {
+  static const size_t size =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), size_t{2}, size_t{4});
+  return size;
+}
+
+WorkSerializer::WorkSerializer() : state_(std::make_shared<State>()) {}
+
+WorkSerializer::~WorkSerializer() { Shutdown(); }
+
+bool WorkSerializer::IsCurrent() const { return current_serializer == state_.get(); }
+
+bool WorkSerializer::Run(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->stopping) return false;
+  state_->tasks.push_back(std::move(fn));
+  if (!state_->queued && !state_->running) {
+    state_->queued = true;
+    ControlPool::Get().Enqueue(state_);
+  }
+  return true;
+}
+
+uint64_t WorkSerializer::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
+  delay = std::min(delay, kLongestDelay);
+  Clock::time_point deadline = Clock::now() + delay;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->stopping) return 0;
+  uint64_t id = ControlPool::Get().AddTimer(deadline, state_);
+  state_->timers.emplace(id, State::Timer{deadline, std::move(fn)});
+  return id;
+}
+
+void WorkSerializer::Cancel(uint64_t timer_id) {
+  std::function<void()> dropped;  // destroyed outside the lock
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->timers.find(timer_id);
+  if (it == state_->timers.end()) return;
+  ControlPool::Get().RemoveTimer(it->second.deadline, timer_id);
+  dropped = std::move(it->second.fn);
+  state_->timers.erase(it);
+}
+
+bool WorkSerializer::RunAndWait(const std::function<void()>& fn) {
+  if (IsCurrent()) {
+    fn();
+    return true;
+  }
+  bool done = false;
+  std::unique_lock<std::mutex> lock(state_->mu);
+  if (state_->stopping) return false;
+  State* state = state_.get();
+  state_->tasks.push_back([state, &fn, &done] {
+    fn();
+    std::lock_guard<std::mutex> lock(state->mu);
+    done = true;
+    state->idle.notify_all();
+  });
+  while (!done) {
+    if (state_->running) {
+      state_->idle.wait(lock);
+    } else {
+      ControlPool::Drain(state_, lock, &done);
+    }
+  }
+  return true;
+}
+
+void WorkSerializer::Shutdown() {
+  std::unordered_map<uint64_t, State::Timer> timers;  // dropped outside the lock
+  std::unique_lock<std::mutex> lock(state_->mu);
+  if (!state_->stopping) {
+    state_->stopping = true;
+    timers.swap(state_->timers);
+    for (const auto& [id, timer] : timers) ControlPool::Get().RemoveTimer(timer.deadline, id);
+  }
+  if (!IsCurrent()) {
+    // Stopping: no task joins the queue, so this ends.
+    const bool never = false;
+    while (state_->running || !state_->tasks.empty()) {
+      if (state_->running) {
+        state_->idle.wait(lock);
+      } else {
+        ControlPool::Drain(state_, lock, &never);
+      }
+    }
+  }
   lock.unlock();
   timers.clear();
 }

@@ -1,30 +1,36 @@
 // WorkSerializer: the control plane of one channel. Runs posted tasks and
-// timers one at a time, in order, on a thread of its own, so resolver and
-// balancer code never needs a lock (design.md, rule 1).
+// timers one at a time, in order, so resolver and balancer code never needs a
+// lock (design.md, rule 1).
+//
+// A serializer owns no thread. The serializers of every channel in the
+// process run on one small, fixed pool of threads of lbkit's own
+// (`lbkit-control`; ControlPoolSize() of them, started on first use), which
+// also keeps every serializer's timers: a process with a thousand channels
+// has the same control-plane threads as one with one. A serializer runs on
+// one pool thread at a time, so its tasks never overlap, and it gives its
+// thread up after a batch of tasks, so a busy channel cannot starve the
+// others. The pool never runs on gRPC's shared callback threads.
 #ifndef LBKIT_SRC_CORE_WORK_SERIALIZER_H_
 #define LBKIT_SRC_CORE_WORK_SERIALIZER_H_
 
 #include <chrono>
-#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <unordered_map>
-#include <utility>
 
 namespace lbkit {
 namespace internal {
+
+// The number of lbkit-control threads: between 2 and 4, as the machine's
+// cores allow. Fixed for the life of the process.
+size_t ControlPoolSize();
 
 class WorkSerializer {
  public:
   using Clock = std::chrono::steady_clock;
 
-  explicit WorkSerializer(std::string name);
+  WorkSerializer();
   // Shuts down (see Shutdown).
   ~WorkSerializer();
   WorkSerializer(const WorkSerializer&) = delete;
@@ -36,30 +42,39 @@ class WorkSerializer {
   // Milliseconds in an int64 reach far beyond the steady clock's int64
   // nanoseconds (about 292 years); without the clamp a longer delay would
   // overflow to a deadline in the past, and a periodic timer would fire at
-  // once and re-arm forever on the serializer's thread.
+  // once and re-arm forever on the control plane.
   static constexpr std::chrono::milliseconds kLongestDelay = std::chrono::hours(24 * 365 * 100);
 
-  // Runs `fn` after `delay` (at most kLongestDelay) unless cancelled.
-  // Thread-safe. Returns an id for Cancel (0 after Shutdown). Takes
-  // milliseconds, as Helper::StartTimer does, so that a caller's long delay
-  // reaches the clamp before any conversion to the clock's nanoseconds.
+  // Runs `fn` on this serializer after `delay` (at most kLongestDelay)
+  // unless cancelled. Thread-safe. Returns an id for Cancel (0 after
+  // Shutdown). Takes milliseconds, as Helper::StartTimer does, so that a
+  // caller's long delay reaches the clamp before any conversion to the
+  // clock's nanoseconds.
   uint64_t RunAfter(std::chrono::milliseconds delay, std::function<void()> fn);
-  // Cancels a timer. Called on the serializer, it guarantees the timer's
-  // function does not run; from elsewhere it may already be running.
+  // Cancels a timer and frees it at once. Called on the serializer, it
+  // guarantees the timer's function does not run; from elsewhere it may
+  // already be running.
   void Cancel(uint64_t timer_id);
-  // True on the serializer's thread.
-  bool IsCurrent() const { return std::this_thread::get_id() == thread_id_; }
+  // True while the calling thread runs one of this serializer's tasks.
+  bool IsCurrent() const;
+  // Runs `fn` on the serializer after the tasks already queued, and returns
+  // when it has run; false (and `fn` not run) after Shutdown. Must not be
+  // called on the serializer. When no thread is running the serializer, the
+  // caller runs its queued tasks and `fn` itself, rather than waiting for a
+  // pool thread: no hop, and no deadlock when the caller is a pool thread
+  // and every other one is waiting too.
+  bool RunAndWait(const std::function<void()>& fn);
   // Runs the tasks already queued, then stops: later tasks and pending timers
-  // are dropped. Joins the thread unless called from it. Idempotent.
+  // are dropped. Unless called on the serializer, returns only when no task
+  // of it runs or will run (running the queued ones itself when no pool
+  // thread is). Idempotent.
   void Shutdown();
 
  private:
   struct State;
-  static void Loop(std::shared_ptr<State> state);
+  friend class ControlPool;
 
   std::shared_ptr<State> state_;
-  std::thread thread_;
-  std::thread::id thread_id_;
 };
 
 }  // namespace internal

@@ -1,5 +1,7 @@
 #include "common/call_styles.h"
 
+#include <thread>
+
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/client_callback.h>
 

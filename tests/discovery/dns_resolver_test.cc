@@ -3,9 +3,7 @@
 // (gRFC A2), shutdown. Nothing here talks to a DNS server other than the
 // fake one: a "dns:///" (system resolver) target names an IP literal or
 // localhost only, which never reach a DNS server.
-#include <dirent.h>
 
-#include <fstream>
 #include <set>
 
 #include <grpcpp/client_context.h>
@@ -109,18 +107,7 @@ lbkit::DnsResolverOptions Quick() {
 }
 
 // True while the process has a thread named lbkit-dns.
-bool DnsThreadRunning() {
-  DIR* tasks = opendir("/proc/self/task");
-  if (tasks == nullptr) return false;
-  bool found = false;
-  while (dirent* entry = readdir(tasks)) {
-    std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
-    std::string name;
-    if (std::getline(comm, name) && name == "lbkit-dns") found = true;
-  }
-  closedir(tasks);
-  return found;
-}
+bool DnsThreadRunning() { return lbkit_test::CountThreadsNamed("lbkit-dns") > 0; }
 
 // Channels built with other dns options replace the default factory; the
 // fixture puts the default back.

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <thread>
 
 #include <gtest/gtest.h>
 

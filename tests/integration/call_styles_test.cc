@@ -9,6 +9,7 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "common/test_backend.h"
 #include "lbkit/lbkit.h"

@@ -136,7 +136,7 @@ TEST(IsWildcardAddress, KnowsEverySpellingOfTheWildcard) {
 }
 
 TEST(WorkSerializer, RunsTasksInOrderOneAtATime) {
-  lbkit::internal::WorkSerializer serializer("test");
+  lbkit::internal::WorkSerializer serializer;
   std::vector<int> order;
   std::atomic<int> running{0};
   std::atomic<bool> overlapped{false};
@@ -162,7 +162,7 @@ TEST(WorkSerializer, RunsTasksInOrderOneAtATime) {
 }
 
 TEST(WorkSerializer, TimersFireInDeadlineOrderAndCancelledOnesNever) {
-  lbkit::internal::WorkSerializer serializer("test");
+  lbkit::internal::WorkSerializer serializer;
   std::vector<int> fired;
   std::promise<void> done;
   serializer.RunAfter(std::chrono::milliseconds(30), [&] { fired.push_back(2); });
@@ -179,7 +179,7 @@ TEST(WorkSerializer, TimersFireInDeadlineOrderAndCancelledOnesNever) {
 // years) is clamped to 100 years: unclamped, 10^10 s wrapped around to a
 // deadline in the past and fired at once.
 TEST(WorkSerializer, AHugeDelayIsClampedNotWrappedAround) {
-  lbkit::internal::WorkSerializer serializer("test");
+  lbkit::internal::WorkSerializer serializer;
   std::atomic<int> fired{0};
   std::promise<void> done;
   serializer.RunAfter(std::chrono::seconds(10'000'000'000), [&] { fired.fetch_add(1); });
@@ -190,10 +190,124 @@ TEST(WorkSerializer, AHugeDelayIsClampedNotWrappedAround) {
 }
 
 TEST(WorkSerializer, RefusesWorkAfterShutdown) {
-  lbkit::internal::WorkSerializer serializer("test");
+  lbkit::internal::WorkSerializer serializer;
   serializer.Shutdown();
   EXPECT_FALSE(serializer.Run([] {}));
   EXPECT_EQ(serializer.RunAfter(std::chrono::milliseconds(1), [] {}), 0u);
+}
+
+// Serializers own no thread: however many exist, the process has the fixed
+// pool of lbkit-control threads (issue 12).
+TEST(WorkSerializer, ManySerializersShareTheFixedPool) {
+  using lbkit::internal::WorkSerializer;
+  std::vector<std::unique_ptr<WorkSerializer>> serializers;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 200; ++i) {
+    serializers.push_back(std::make_unique<WorkSerializer>());
+    serializers.back()->Run([&] { ran.fetch_add(1); });
+  }
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return ran.load() == 200; }, std::chrono::seconds(10)));
+  EXPECT_EQ(lbkit_test::CountThreadsNamed("lbkit-control"), lbkit::internal::ControlPoolSize());
+  EXPECT_GE(lbkit::internal::ControlPoolSize(), 2u);
+}
+
+// A serializer that always has work gives its pool thread up after a batch:
+// with one more such serializer than there are pool threads, another
+// serializer's task still runs.
+TEST(WorkSerializer, BusySerializersDoNotStarveOthers) {
+  using lbkit::internal::WorkSerializer;
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<WorkSerializer>> busy;
+  std::function<void(WorkSerializer*)> spin = [&](WorkSerializer* s) {
+    if (!stop.load()) s->Run([&spin, s] { spin(s); });
+  };
+  for (size_t i = 0; i < lbkit::internal::ControlPoolSize() + 1; ++i) {
+    busy.push_back(std::make_unique<WorkSerializer>());
+    WorkSerializer* s = busy.back().get();
+    s->Run([&spin, s] { spin(s); });
+  }
+  WorkSerializer other;
+  std::promise<void> ran;
+  other.Run([&] { ran.set_value(); });
+  EXPECT_EQ(ran.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  stop = true;
+  for (auto& s : busy) s->Shutdown();
+}
+
+// RunAndWait from a pool thread, while every other pool thread waits too,
+// completes: a waiter runs an idle serializer's work itself.
+TEST(WorkSerializer, RunAndWaitOnEveryPoolThreadAtOnceDoesNotDeadlock) {
+  using lbkit::internal::WorkSerializer;
+  const size_t n = lbkit::internal::ControlPoolSize();
+  std::vector<std::unique_ptr<WorkSerializer>> outer, inner;
+  std::atomic<size_t> arrived{0};
+  std::atomic<size_t> finished{0};
+  for (size_t i = 0; i < n; ++i) {
+    outer.push_back(std::make_unique<WorkSerializer>());
+    inner.push_back(std::make_unique<WorkSerializer>());
+  }
+  for (size_t i = 0; i < n; ++i) {
+    WorkSerializer* in = inner[i].get();
+    outer[i]->Run([&, in] {
+      // Hold this pool thread until every pool thread holds one.
+      arrived.fetch_add(1);
+      lbkit_test::WaitFor([&] { return arrived.load() == n; }, std::chrono::seconds(10));
+      bool on_inner = false;
+      EXPECT_TRUE(in->RunAndWait([&] { on_inner = in->IsCurrent(); }));
+      EXPECT_TRUE(on_inner);
+      finished.fetch_add(1);
+    });
+  }
+  EXPECT_TRUE(lbkit_test::WaitFor([&] { return finished.load() == n; }, std::chrono::seconds(10)));
+  EXPECT_EQ(arrived.load(), n);
+}
+
+// Shutdown from another thread runs what was queued before it, returns
+// only when none of it runs any more, and refuses what comes after.
+TEST(WorkSerializer, ShutdownRunsWhatWasQueuedAndWaitsForIt) {
+  lbkit::internal::WorkSerializer serializer;
+  std::atomic<bool> release{false};
+  std::atomic<bool> started{false};
+  std::atomic<int> ran{0};
+  serializer.Run([&] {
+    started = true;
+    lbkit_test::WaitFor([&] { return release.load(); }, std::chrono::seconds(10));
+    ran.fetch_add(1);
+  });
+  for (int i = 0; i < 10; ++i) serializer.Run([&] { ran.fetch_add(1); });
+  ASSERT_TRUE(lbkit_test::WaitFor([&] { return started.load(); }, std::chrono::seconds(10)));
+  std::thread releaser([&] {
+    // Releases the running task only once Shutdown has begun (the serializer
+    // refuses work), so Shutdown has to wait for it and for the 10 behind it.
+    lbkit_test::WaitFor([&] { return !serializer.Run([] {}); }, std::chrono::seconds(10));
+    release = true;
+  });
+  serializer.Shutdown();
+  releaser.join();
+  EXPECT_EQ(ran.load(), 11);
+  EXPECT_FALSE(serializer.Run([&] { ran.fetch_add(1); }));
+  EXPECT_FALSE(serializer.RunAndWait([&] { ran.fetch_add(1); }));
+  EXPECT_EQ(ran.load(), 11);
+}
+
+// A timer cancelled on its serializer after it came due, but before its
+// task ran, does not run.
+TEST(WorkSerializer, CancelOnTheSerializerWinsOverADueTimer) {
+  lbkit::internal::WorkSerializer serializer;
+  std::atomic<bool> fired{false};
+  std::promise<void> done;
+  uint64_t id = 0;
+  serializer.Run([&] {
+    id = serializer.RunAfter(std::chrono::milliseconds(1), [&] { fired = true; });
+    // Stay on the serializer until the timer is due and queued behind us.
+    auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    lbkit_test::WaitFor([&] { return std::chrono::steady_clock::now() >= until; },
+                        std::chrono::seconds(1));
+    serializer.Cancel(id);
+  });
+  serializer.RunAfter(std::chrono::milliseconds(100), [&] { done.set_value(); });
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_FALSE(fired.load());
 }
 
 // A picker that records whether it was used after being destroyed.

@@ -1,4 +1,6 @@
 // Pick sequences of custom_round_robin and round_robin pickers.
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include "core/subchannel.h"
