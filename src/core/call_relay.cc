@@ -171,6 +171,13 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
   }
 
  private:
+  // The relay overlaps what it can, so that a relayed call costs few more
+  // round trips on the IoLoop than a direct one: the stub's first message is
+  // read while the call waits for its pick; once placed, the real call starts
+  // with that message in the same batch as its headers (and, for a call with
+  // one request message, with the half-close); a message from the backend is
+  // read while the one before is still being written to the stub.
+
   void OnAccepted(bool ok) {
     if (!ok) {  // the server is shutting down; it never does
       Release();
@@ -185,6 +192,7 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
       return;
     }
     call_->session_ = shared_from_this();
+    ReadClient();
     Advance();
     Release();
   }
@@ -224,79 +232,150 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
     if (call_->compression_ != GRPC_COMPRESS_NONE) {
       upstream_ctx_.set_compression_algorithm(call_->compression_);
     }
+    // The headers wait for the first message (or the half-close) only when
+    // it is known to come: a stream whose client waits for the server first
+    // must get its headers out at once.
+    const bool corked = have_in_ || client_eof_ || call_->one_request_;
+    upstream_ctx_.set_initial_metadata_corked(corked);
     upstream_ = call_->subchannel_->StartGenericCall(
         &upstream_ctx_, call_->method_, IoLoop::Get().cq(), std::move(call_->on_done_));
     call_->on_done_ = nullptr;
-    pending_ += 2;
+    // Corked, StartCall sends nothing and its tag never completes: the first
+    // write carries the headers and may go at once. Otherwise the first write
+    // waits for StartCall's batch, which uses the same operation set.
+    pending_ += corked ? 1 : 2;
     upstream_->StartCall(&upstream_start_tag_);
     upstream_->ReadInitialMetadata(&upstream_metadata_tag_);
+    upstream_writable_ = corked;
+    PumpUp();
   }
 
-  // Client to backend: read a message from the stub, write it upstream.
+  // Client to backend: one read from the stub at a time, into in_; one write
+  // to the backend at a time, from up_.
+  void ReadClient() {
+    if (reading_client_ || client_eof_ || have_in_) return;
+    reading_client_ = true;
+    ++pending_;
+    server_stream_.Read(&in_, &in_read_tag_);
+  }
   void OnUpstreamStarted(bool ok) {
     if (ok) {
-      ++pending_;
-      server_stream_.Read(&in_, &in_read_tag_);
+      upstream_writable_ = true;
+      PumpUp();
     }
     Release();
   }
   void OnClientMessage(bool ok) {
+    reading_client_ = false;
     if (ok) {
-      ++pending_;
-      upstream_->Write(in_, &upstream_write_tag_);
-    } else if (call_->half_closed_.load(std::memory_order_acquire)) {
-      ++pending_;
-      writes_done_ = true;
-      upstream_->WritesDone(&upstream_write_tag_);
+      have_in_ = true;
     } else {
-      // The stub's call was cancelled or passed its deadline: the backend must
-      // not take what it has read for a whole stream.
-      upstream_ctx_.TryCancel();
+      client_eof_ = true;
     }
+    PumpUp();
     Release();
   }
-  void OnUpstreamWritten(bool ok) {
-    if (ok && !writes_done_) {
+  void PumpUp() {
+    if (!upstream_writable_ || server_done_ || writing_up_ || writes_done_) return;
+    if (have_in_) {
+      up_.Swap(&in_);
+      have_in_ = false;
+      writing_up_ = true;
       ++pending_;
-      server_stream_.Read(&in_, &in_read_tag_);
+      if (call_->one_request_) {
+        // Unary and server-streaming stubs send exactly one message.
+        writes_done_ = true;
+        upstream_->WriteLast(up_, grpc::WriteOptions(), &upstream_write_tag_);
+      } else {
+        upstream_->Write(up_, &upstream_write_tag_);
+        ReadClient();
+      }
+    } else if (client_eof_) {
+      if (call_->half_closed_.load(std::memory_order_acquire)) {
+        ++pending_;
+        writing_up_ = true;
+        writes_done_ = true;
+        upstream_->WritesDone(&upstream_write_tag_);
+      } else {
+        // The stub's call was cancelled or passed its deadline: the backend
+        // must not take what it has read for a whole stream.
+        writes_done_ = true;
+        upstream_ctx_.TryCancel();
+      }
+    }
+  }
+  void OnUpstreamWritten(bool ok) {
+    writing_up_ = false;
+    if (ok) {
+      ReadClient();
+      PumpUp();
     }
     Release();
   }
 
-  // Backend to client: headers, then messages, then the status.
+  // Backend to client: headers, then messages (one read from the backend
+  // at a time, into out_; one write to the stub at a time, from down_), then
+  // the status once every message is written.
   void OnUpstreamMetadata(bool ok) {
-    ++pending_;
     if (!ok) {
+      upstream_eof_ = true;
+      ++pending_;
       upstream_->Finish(&upstream_status_, &upstream_finish_tag_);
     } else {
       for (const auto& [key, value] : upstream_ctx_.GetServerInitialMetadata()) {
         if (!IsTransportMetadata(key))
           server_ctx_.AddInitialMetadata(ToString(key), ToString(value));
       }
+      writing_down_ = true;
+      ++pending_;
       server_stream_.SendInitialMetadata(&out_write_tag_);
+      ReadUpstream();
+    }
+    Release();
+  }
+  void ReadUpstream() {
+    if (reading_up_ || upstream_eof_ || have_out_) return;
+    reading_up_ = true;
+    ++pending_;
+    upstream_->Read(&out_, &upstream_read_tag_);  // fails at once if the call is over
+  }
+  void OnUpstreamMessage(bool ok) {
+    reading_up_ = false;
+    if (ok) {
+      have_out_ = true;
+      PumpDown();
+    } else {
+      upstream_eof_ = true;
+      ++pending_;
+      upstream_->Finish(&upstream_status_, &upstream_finish_tag_);
     }
     Release();
   }
   void OnClientWritten(bool /*ok*/) {
-    ++pending_;
-    upstream_->Read(&out_, &upstream_read_tag_);  // fails at once if the call is over
+    writing_down_ = false;
+    PumpDown();
     Release();
   }
-  void OnUpstreamMessage(bool ok) {
-    ++pending_;
-    if (ok) {
-      server_stream_.Write(out_, &out_write_tag_);
-    } else {
-      upstream_->Finish(&upstream_status_, &upstream_finish_tag_);
+  void PumpDown() {
+    if (writing_down_ || finishing_) return;
+    if (have_out_) {
+      down_.Swap(&out_);
+      have_out_ = false;
+      writing_down_ = true;
+      ++pending_;
+      server_stream_.Write(down_, &out_write_tag_);
+      ReadUpstream();
+    } else if (upstream_status_ready_) {
+      FinishServer(upstream_status_);
     }
-    Release();
   }
   void OnUpstreamFinished(bool /*ok*/) {
     for (const auto& [key, value] : upstream_ctx_.GetServerTrailingMetadata()) {
       if (!IsTransportMetadata(key))
         server_ctx_.AddTrailingMetadata(ToString(key), ToString(value));
     }
-    FinishServer(upstream_status_);
+    upstream_status_ready_ = true;
+    PumpDown();
     Release();
   }
 
@@ -319,8 +398,10 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
   grpc::GenericServerAsyncReaderWriter server_stream_{&server_ctx_};
   grpc::ClientContext upstream_ctx_;
   std::unique_ptr<grpc::GenericClientAsyncReaderWriter> upstream_;
-  grpc::ByteBuffer in_;
-  grpc::ByteBuffer out_;
+  grpc::ByteBuffer in_;    // read from the stub
+  grpc::ByteBuffer up_;    // being written to the backend
+  grpc::ByteBuffer out_;   // read from the backend
+  grpc::ByteBuffer down_;  // being written to the stub
   grpc::Status upstream_status_;
   std::shared_ptr<QueuedCall> call_;
   int pending_ = 0;
@@ -328,6 +409,16 @@ class RelaySession final : public std::enable_shared_from_this<RelaySession> {
   bool started_ = false;
   bool finishing_ = false;
   bool writes_done_ = false;
+  bool upstream_writable_ = false;
+  bool reading_client_ = false;
+  bool have_in_ = false;
+  bool client_eof_ = false;
+  bool writing_up_ = false;
+  bool reading_up_ = false;
+  bool have_out_ = false;
+  bool upstream_eof_ = false;
+  bool writing_down_ = false;
+  bool upstream_status_ready_ = false;
 
   MethodTag<RelaySession> accept_tag_{this, &RelaySession::OnAccepted};
   MethodTag<RelaySession> done_tag_{this, &RelaySession::OnServerDone};
@@ -398,8 +489,9 @@ void QueuedCall::Advance() {
   if (session_ != nullptr) session_->Advance();
 }
 
-RelayedCallStart::RelayedCallStart(const std::shared_ptr<QueuedCall>& queued)
+RelayedCallStart::RelayedCallStart(const std::shared_ptr<QueuedCall>& queued, bool one_request)
     : method_(queued->method_.c_str()) {
+  queued->one_request_ = one_request;
   static std::once_flag listening;
   std::call_once(listening, [] {
     IoLoop::Get().Post([] {

@@ -84,6 +84,8 @@ class QueuedCall : public std::enable_shared_from_this<QueuedCall> {
   std::atomic<int> phase_{kWaiting};
   // The stub half-closed its side (set by the call's interceptor).
   std::atomic<bool> half_closed_{false};
+  // Set before the relay sees the call (RelayedCallStart).
+  bool one_request_ = false;
   // Written while kClaimed, read once kPlaced or kEnded.
   std::shared_ptr<SubchannelImpl> subchannel_;
   CallDoneCallback on_done_;
@@ -102,7 +104,10 @@ class RelayedCallStart {
  public:
   // Registers `queued` with the relay and marks this thread as creating its
   // call (the relay's interceptor factory runs inside call creation).
-  explicit RelayedCallStart(const std::shared_ptr<QueuedCall>& queued);
+  // `one_request`: the stub sends exactly one message, then half-closes
+  // (unary and server-streaming methods), so the relay sends that message
+  // with the headers and the half-close in one batch.
+  RelayedCallStart(const std::shared_ptr<QueuedCall>& queued, bool one_request);
   ~RelayedCallStart();
   RelayedCallStart(const RelayedCallStart&) = delete;
   RelayedCallStart& operator=(const RelayedCallStart&) = delete;

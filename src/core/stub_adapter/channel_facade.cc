@@ -55,7 +55,9 @@ grpc::internal::Call FailedCall(const grpc::Status& status, const grpc::internal
 grpc::internal::Call RelayedCall(const std::shared_ptr<QueuedCall>& queued,
                                  const grpc::internal::RpcMethod& method,
                                  grpc::ClientContext* context, grpc::CompletionQueue* cq) {
-  RelayedCallStart start(queued);
+  const auto type = method.method_type();
+  RelayedCallStart start(queued, type == grpc::internal::RpcMethod::NORMAL_RPC ||
+                                     type == grpc::internal::RpcMethod::SERVER_STREAMING);
   grpc::internal::RpcMethod relay_method(start.method(), method.suffix_for_stats(),
                                          method.method_type());
   return Hooks::CreateCall(start.channel(), relay_method, context, cq);
