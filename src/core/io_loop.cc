@@ -47,16 +47,32 @@ IoLoop::IoLoop() {
   thread_ = std::thread([this] { Loop(); });
 }
 
+namespace {
+thread_local bool on_loop_thread = false;
+}  // namespace
+
 void IoLoop::Post(std::function<void()> fn) {
+  if (on_loop_thread) {
+    local_.push_back(std::move(fn));
+    return;
+  }
   auto* tag = new PostTag(std::move(fn));
   tag->Arm(cq_.get());
 }
 
 void IoLoop::Loop() {
   pthread_setname_np(pthread_self(), "lbkit-io");
+  on_loop_thread = true;
   void* tag;
   bool ok;
-  while (cq_->Next(&tag, &ok)) static_cast<Tag*>(tag)->Complete(ok);
+  while (cq_->Next(&tag, &ok)) {
+    static_cast<Tag*>(tag)->Complete(ok);
+    while (!local_.empty()) {
+      std::function<void()> fn = std::move(local_.front());
+      local_.pop_front();
+      fn();
+    }
+  }
 }
 
 }  // namespace internal

@@ -137,10 +137,13 @@ std::shared_ptr<SubchannelImpl> SubchannelImpl::Create(
                                std::shared_ptr<SubchannelImpl> self = weak.lock();
                                std::shared_ptr<WorkSerializer> serializer = weak_serializer.lock();
                                if (self == nullptr || serializer == nullptr) return false;
-                               // The pick path learns of the change now; the policy, a hop later.
+                               // The pick path learns of the change now. The policy
+                               // too, on this (lbkit's IoLoop) thread, when the channel's
+                               // control plane is idle: a READY connection reaches the
+                               // picker, and a queued call the relay, with no thread hop.
                                self->connected_.store(state == GRPC_CHANNEL_READY,
                                                       std::memory_order_release);
-                               return serializer->Run([weak, state] {
+                               return serializer->RunHere([weak, state] {
                                  if (std::shared_ptr<SubchannelImpl> self = weak.lock())
                                    self->OnConnectivityChange(state);
                                });

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <climits>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -88,17 +89,17 @@ class ControlPool {
     timers_.erase(std::make_pair(deadline, id));
   }
 
-  // Runs up to kBatch of `state`'s tasks, or all of them until `done` when
-  // `done` is given (a caller helping, WorkSerializer::RunAndWait and
-  // Shutdown). Called with `lock` (the serializer's mu) held and `running`
-  // false; returns with it held and `running` false again.
+  // Runs `state`'s tasks in order until none is left, `limit` have run, or
+  // `*done` (when given) is true. Called with `lock` (the serializer's mu)
+  // held and `running` false; returns with it held and `running` false
+  // again, the serializer back in the ready queue if tasks are left.
   static void Drain(const std::shared_ptr<State>& state, std::unique_lock<std::mutex>& lock,
-                    const bool* done) {
+                    int limit, const bool* done) {
     state->running = true;
     const void* outer = current_serializer;
     current_serializer = state.get();
-    for (int n = 0; !state->tasks.empty(); ++n) {
-      if (done == nullptr ? n == kBatch : *done) break;
+    for (int n = 0; !state->tasks.empty() && n < limit; ++n) {
+      if (done != nullptr && *done) break;
       std::function<void()> task = std::move(state->tasks.front());
       state->tasks.pop_front();
       lock.unlock();
@@ -163,7 +164,7 @@ class ControlPool {
     // A caller helping (RunAndWait, Shutdown) has it; it requeues what it
     // leaves.
     if (state->running) return;
-    Drain(state, lock, nullptr);
+    Drain(state, lock, kBatch, nullptr);
   }
 
   // Queues a due timer's function as a task of its serializer; it runs there
@@ -221,6 +222,22 @@ bool WorkSerializer::Run(std::function<void()> fn) {
   return true;
 }
 
+bool WorkSerializer::RunHere(std::function<void()> fn) {
+  std::unique_lock<std::mutex> lock(state_->mu);
+  if (state_->stopping) return false;
+  state_->tasks.push_back(std::move(fn));
+  if (state_->running || state_->queued) return true;  // its turn comes
+  if (state_->tasks.size() > 1) {
+    // Work is waiting (queued from this very thread, say): keep the order.
+    state_->queued = true;
+    ControlPool::Get().Enqueue(state_);
+    return true;
+  }
+  // Only `fn`: run it here; whatever it queues goes to the pool.
+  ControlPool::Drain(state_, lock, 1, nullptr);
+  return true;
+}
+
 uint64_t WorkSerializer::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
   delay = std::min(delay, kLongestDelay);
   Clock::time_point deadline = Clock::now() + delay;
@@ -260,7 +277,7 @@ bool WorkSerializer::RunAndWait(const std::function<void()>& fn) {
     if (state_->running) {
       state_->idle.wait(lock);
     } else {
-      ControlPool::Drain(state_, lock, &done);
+      ControlPool::Drain(state_, lock, INT_MAX, &done);
     }
   }
   return true;
@@ -276,12 +293,11 @@ void WorkSerializer::Shutdown() {
   }
   if (!IsCurrent()) {
     // Stopping: no task joins the queue, so this ends.
-    const bool never = false;
     while (state_->running || !state_->tasks.empty()) {
       if (state_->running) {
         state_->idle.wait(lock);
       } else {
-        ControlPool::Drain(state_, lock, &never);
+        ControlPool::Drain(state_, lock, INT_MAX, nullptr);
       }
     }
   }

@@ -38,6 +38,13 @@ class WorkSerializer {
 
   // Queues `fn`. Thread-safe. Returns false (and drops `fn`) after Shutdown.
   bool Run(std::function<void()> fn);
+  // Runs `fn` at once on the calling thread when the serializer is idle
+  // (no task queued or running), as its task; otherwise queues it, as Run.
+  // Saves the hop to a pool thread for work that arrives on one of lbkit's
+  // own threads (a connectivity report on the IoLoop thread). Never call it
+  // from a gRPC callback thread or an application thread, nor with a lock
+  // held. Returns false (and drops `fn`) after Shutdown.
+  bool RunHere(std::function<void()> fn);
   // Delays beyond this one (100 years) are this one: "never", in practice.
   // Milliseconds in an int64 reach far beyond the steady clock's int64
   // nanoseconds (about 292 years); without the clamp a longer delay would

@@ -1,6 +1,13 @@
 #include "common/test_backend.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <fstream>
@@ -16,8 +23,23 @@ TestBackend::TestBackend(bool health) : TestBackend(0, health) { Start(); }
 TestBackend::TestBackend(int port, bool health) : health_(health), port_(port) {}
 
 std::unique_ptr<TestBackend> TestBackend::Reserved() {
-  auto backend = std::make_unique<TestBackend>();  // binds a free port
-  backend->Stop();
+  // Releasing a port a started server had bound let the kernel hand it out
+  // again: two reserved backends could share an address.
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "cannot reserve a loopback port: " << std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return std::make_unique<TestBackend>();
+  }
+  std::unique_ptr<TestBackend> backend(new TestBackend(ntohs(addr.sin_port), true));
+  backend->reservation_ = fd;
+  backend->address_ = "127.0.0.1:" + std::to_string(backend->port_);
+  backend->service_.set_label(backend->address_);
   return backend;
 }
 
@@ -27,10 +49,17 @@ std::unique_ptr<TestBackend> TestBackend::StartOn(int port) {
   return backend;
 }
 
-TestBackend::~TestBackend() { Stop(); }
+TestBackend::~TestBackend() {
+  Stop();
+  if (reservation_ >= 0) close(reservation_);
+}
 
 void TestBackend::Start() {
   if (server_ != nullptr) return;
+  if (reservation_ >= 0) {
+    close(reservation_);
+    reservation_ = -1;
+  }
   std::string error;
   int bound = 0;
   // A port just released may take a moment to be free again.

@@ -26,7 +26,9 @@ class TestBackend {
   // Starts on a port the kernel picks. With `health`, it serves
   // grpc.health.v1.Health (SERVING); without, that service is UNIMPLEMENTED.
   explicit TestBackend(bool health = true);
-  // A backend that is not running yet; its port was free when chosen.
+  // A backend that is not running yet. Its port stays reserved (bound by a
+  // socket that does not listen, so connections to it are refused) until
+  // Start: no other backend, reserved or started, gets it meanwhile.
   static std::unique_ptr<TestBackend> Reserved();
   // A backend started on `port` (one this test owned and released).
   static std::unique_ptr<TestBackend> StartOn(int port);
@@ -49,6 +51,7 @@ class TestBackend {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   std::string address_;
+  int reservation_ = -1;  // the socket holding port_ until Start
 };
 
 // Polls `condition` until it holds or `timeout` passes. Returns whether it held.
