@@ -13,9 +13,12 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
 #include <grpcpp/channel.h>
 #include <grpcpp/support/status.h>
 
+#include "core/io_loop.h"
 #include "lbkit/resolver.h"
 
 namespace lbkit {
@@ -66,6 +69,15 @@ struct EtcdEndpointValue {
 // anything else: not JSON, not an object, no or a bad "Addr", a bad "Op" or
 // weight. Thread-safe; never throws.
 grpc::Status DecodeEtcdEndpoint(const std::string& value, EtcdEndpointValue* out);
+
+// A tag for one asynchronous etcd operation on the IoLoop: runs `fn` there
+// when the operation completes, then deletes itself. Returned as the
+// IoLoop::Tag* that the loop casts gRPC's void* back to. The resolver's and
+// the registrar's state machines capture a shared_ptr to their state in
+// `fn`, so that it lives as long as any of its operations is in flight.
+inline IoLoop::Tag* EtcdTag(std::function<void(bool ok)> fn) {
+  return new FunctionTag(std::move(fn));
+}
 
 // Exponential backoff with jitter, as gRPC's connection backoff: starts at
 // `initial`, grows by 1.6 per failure up to `max`, each delay randomized by
