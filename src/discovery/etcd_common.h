@@ -16,6 +16,8 @@
 #include <functional>
 
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/async_unary_call.h>
 #include <grpcpp/support/status.h>
 
 #include "core/io_loop.h"
@@ -78,6 +80,18 @@ grpc::Status DecodeEtcdEndpoint(const std::string& value, EtcdEndpointValue* out
 inline IoLoop::Tag* EtcdTag(std::function<void(bool ok)> fn) {
   return new FunctionTag(std::move(fn));
 }
+
+// One asynchronous unary etcd call: what must live until it completes (the
+// state machines hold it by shared_ptr in the call's tag).
+template <typename Response>
+struct EtcdUnaryCall {
+  std::shared_ptr<grpc::Channel> channel;
+  std::string member;  // the address of the member called
+  grpc::ClientContext context;
+  Response response;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader;
+};
 
 // Exponential backoff with jitter, as gRPC's connection backoff: starts at
 // `initial`, grows by 1.6 per failure up to `max`, each delay randomized by

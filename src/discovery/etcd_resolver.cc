@@ -98,15 +98,7 @@ std::string StatusText(const grpc::Status& status) {
          status.error_message();
 }
 
-// One Range: what must live until its completion.
-struct RangeCall {
-  std::shared_ptr<grpc::Channel> channel;
-  std::string member;
-  grpc::ClientContext context;
-  etcdserverpb::RangeResponse response;
-  grpc::Status status;
-  std::unique_ptr<grpc::ClientAsyncResponseReader<etcdserverpb::RangeResponse>> reader;
-};
+using RangeCall = internal::EtcdUnaryCall<etcdserverpb::RangeResponse>;
 
 // One Watch stream. One operation at a time is in flight on it (start,
 // write, read, finish), each started by the completion of the one before.
