@@ -6,7 +6,8 @@
 // wait between keepalives, the deadline of a keepalive stream's operation).
 // The state lives in a `Core` that every operation in flight keeps alive
 // (shared_ptr in each tag); it runs only on the IoLoop thread and never
-// blocks it.
+// blocks it. That loop has one thread, so a stream operation's completion
+// and its watchdog never run at once: they share KeepAliveCall unlocked.
 //
 // Shutdown (a user's thread: no user code runs on the IoLoop) sets
 // `stopping_`, cancels the etcd call in flight (its ClientContext is
