@@ -567,6 +567,31 @@ TEST(EtcdResolver, ShutdownFromInsideItsListenerReturns) {
   resolver.reset();
 }
 
+TEST(EtcdResolver, ShutdownWaitsForAListenerCallUnderWay) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  auto listener = std::make_shared<RecordingListener>();
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  // A listener call that lasts until the test lets it return (a real one
+  // returns at once; resolver.h).
+  listener->set_on_update([&entered, released] {
+    entered.set_value();
+    released.wait();
+  });
+  auto resolver = StartResolver(etcd.Target(kService), listener);
+  entered.get_future().wait();
+  auto shutdown = std::async(std::launch::async, [&resolver] { resolver->Shutdown(); });
+  // Shutdown must not return while the listener is being called.
+  EXPECT_EQ(shutdown.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  listener->set_on_update(nullptr);
+  release.set_value();
+  EXPECT_EQ(shutdown.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(listener->updates(), 1);
+}
+
 TEST(EtcdResolver, WaitForReadyCallsSucceedAcrossAnEtcdRestart) {
   EtcdCluster etcd;
   ASSERT_TRUE(etcd.ok()) << etcd.error();
