@@ -120,7 +120,7 @@ grpc::Status DecodeEtcdEndpoint(const std::string& text, EtcdEndpointValue* out)
   // Anyone who can write under the prefix controls these bytes. A value is
   // a small object; nlohmann's dump(), used below for error text and free-
   // form metadata, recurses once per level, so a value nested a million
-  // deep would overflow the resolver thread's stack.
+  // deep would overflow the stack of the thread it runs on (lbkit's IoLoop).
   constexpr size_t kMaxValueBytes = 64 * 1024;
   constexpr int kMaxDepth = 32;
   if (text.size() > kMaxValueBytes) {

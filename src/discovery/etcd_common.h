@@ -13,9 +13,14 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
 #include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/async_unary_call.h>
 #include <grpcpp/support/status.h>
 
+#include "core/io_loop.h"
 #include "lbkit/resolver.h"
 
 namespace lbkit {
@@ -66,6 +71,27 @@ struct EtcdEndpointValue {
 // anything else: not JSON, not an object, no or a bad "Addr", a bad "Op" or
 // weight. Thread-safe; never throws.
 grpc::Status DecodeEtcdEndpoint(const std::string& value, EtcdEndpointValue* out);
+
+// A tag for one asynchronous etcd operation on the IoLoop: runs `fn` there
+// when the operation completes, then deletes itself. Returned as the
+// IoLoop::Tag* that the loop casts gRPC's void* back to. The resolver's and
+// the registrar's state machines capture a shared_ptr to their state in
+// `fn`, so that it lives as long as any of its operations is in flight.
+inline IoLoop::Tag* EtcdTag(std::function<void(bool ok)> fn) {
+  return new FunctionTag(std::move(fn));
+}
+
+// One asynchronous unary etcd call: what must live until it completes (the
+// state machines hold it by shared_ptr in the call's tag).
+template <typename Response>
+struct EtcdUnaryCall {
+  std::shared_ptr<grpc::Channel> channel;
+  std::string member;  // the address of the member called
+  grpc::ClientContext context;
+  Response response;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Response>> reader;
+};
 
 // Exponential backoff with jitter, as gRPC's connection backoff: starts at
 // `initial`, grows by 1.6 per failure up to `max`, each delay randomized by

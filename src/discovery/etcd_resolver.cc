@@ -33,19 +33,32 @@
 //   revision current while nothing changes, so a resumed watch rarely starts
 //   from a compacted revision.
 //
-// Threads: one thread per resolver ("lbkit-etcd"), started by Start, runs everything with
-// gRPC's synchronous API (the blocking calls stay off the channel's control
-// thread and off gRPC's callback threads). Start, RequestReresolution and
-// Shutdown only touch state under `mu_`, so they return promptly.
-// Shutdown sets `shutting_down_`, cancels the RPC in flight
-// (ClientContext::TryCancel; a context registered after that is refused
-// before its RPC starts), wakes a backoff wait, and joins the thread: a
-// cancelled synchronous call returns at once, and the listener's methods never
-// block (resolver.h), so the join is short. After the join nothing can call
-// the listener. RequestReresolution is a no-op: the watch keeps the list
-// current, and a lost watch is retried on its own.
-#include <pthread.h>
-
+// Threads: none of its own. Every etcd call is asynchronous on lbkit's
+// IoLoop (core/io_loop.h: one completion queue and one thread, lbkit-io,
+// for the whole process), and the resolver is a state machine driven by
+// their completions: list -> watch -> (failure: next member, backoff
+// alarm) -> watch again. Its state lives in a `Core` that every operation
+// in flight keeps alive (shared_ptr in each tag), so a completion that
+// arrives after the resolver is destroyed touches only the Core, and the
+// Core goes with the last one. The state machine runs only on the IoLoop
+// thread (one thread: its steps never overlap), never blocks it, and needs
+// no lock except for what Shutdown shares with it.
+//
+// Shutdown (any thread; the channel calls it on its control plane) sets
+// `shutting_down_` under `mu_`, cancels the call in flight
+// (ClientContext::TryCancel; a call not started yet is refused by
+// Activate) and the backoff alarm, drops the listener, and waits until no
+// listener call is under way: listener calls are made only with
+// `shutting_down_` checked under `mu_` and counted there, so after Shutdown
+// returns nothing calls the listener. Listener methods never block
+// (resolver.h), so that wait is short. Called from inside a listener call
+// on the IoLoop thread itself it cannot wait for that call (it is below it
+// on the stack) and does not: the state machine checks `shutting_down_` after
+// the call and stops. Called on the IoLoop thread outside one, there is
+// nothing to wait for (the loop runs one step at a time). The cancelled
+// operations complete soon after on the IoLoop and end the state machine.
+// RequestReresolution is a no-op: the watch keeps the list current, and a
+// lost watch is retried on its own.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -59,8 +72,10 @@
 #include <utility>
 #include <vector>
 
+#include <grpcpp/alarm.h>
 #include <grpcpp/client_context.h>
 
+#include "core/io_loop.h"
 #include "core/shown_text.h"
 #include "core/trace.h"
 #include "discovery/etcd_common.h"
@@ -73,6 +88,7 @@ namespace {
 using internal::EtcdBackoff;
 using internal::EtcdMembers;
 using internal::EtcdTarget;
+using internal::IoLoop;
 using internal::Shown;
 using internal::Trace;
 using internal::TraceFlag;
@@ -82,95 +98,108 @@ std::string StatusText(const grpc::Status& status) {
          status.error_message();
 }
 
-class EtcdResolver final : public Resolver {
+using RangeCall = internal::EtcdUnaryCall<etcdserverpb::RangeResponse>;
+
+// One Watch stream. One operation at a time is in flight on it (start,
+// write, read, finish), each started by the completion of the one before.
+struct WatchCall {
+  enum class Outcome {
+    kCompacted,  // the watch's history is gone: list again
+    kFailed,     // the member failed: next member, back off, watch again
+  };
+  std::shared_ptr<grpc::Channel> channel;
+  std::string member;
+  grpc::ClientContext context;
+  std::unique_ptr<etcdserverpb::Watch::Stub> stub;
+  std::unique_ptr<
+      grpc::ClientAsyncReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>>
+      stream;
+  etcdserverpb::WatchRequest request;
+  etcdserverpb::WatchResponse response;
+  grpc::Status status;
+  Outcome outcome = Outcome::kFailed;
+  std::string why;
+  bool ended = true;  // by etcd or the connection; false when we leave a live stream
+};
+
+class Core final : public std::enable_shared_from_this<Core> {
  public:
-  EtcdResolver(EtcdTarget target, EtcdResolverOptions options)
+  Core(EtcdTarget target, EtcdResolverOptions options)
       : target_(std::move(target)),
         options_(options),
         members_(target_.members, options.max_backoff),
         backoff_(options.initial_backoff, options.max_backoff) {}
 
-  ~EtcdResolver() override { Shutdown(); }
-
-  void Start(std::shared_ptr<ResolverListener> listener) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (shutting_down_ || thread_.joinable()) return;
-    listener_ = std::move(listener);
-    thread_ = std::thread([this] {
-      // Named, or it would inherit the name of the thread that started it
-      // (the channel's lbkit-control) and be counted as the channel's.
-      pthread_setname_np(pthread_self(), "lbkit-etcd");
-      Run();
-    });
-  }
-
-  // The watch keeps the list current; nothing to do.
-  void RequestReresolution() override {}
-
-  void Shutdown() override {
+  // Any thread.
+  void Start(std::shared_ptr<ResolverListener> listener) {
     {
       std::lock_guard<std::mutex> lock(mu_);
+      if (shutting_down_ || started_) return;
+      started_ = true;
+      listener_ = std::move(listener);
+    }
+    IoLoop::Get().Post([self = shared_from_this()] { self->Step(); });
+  }
+
+  // Any thread, the IoLoop's included (see the top of the file).
+  void Shutdown() {
+    std::shared_ptr<ResolverListener> listener;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
       shutting_down_ = true;
       if (active_ != nullptr) active_->TryCancel();
-      wake_.notify_all();
+      if (alarm_ != nullptr) alarm_->Cancel();
+      listener = std::move(listener_);
+      const std::thread::id self = std::this_thread::get_id();
+      notified_.wait(lock, [&] { return notifying_ == 0 || notifying_thread_ == self; });
     }
-    if (thread_.joinable()) thread_.join();
-    listener_.reset();
+    // Released here, not under mu_: the listener's destructor is not ours.
+    listener.reset();
   }
 
  private:
-  enum class Outcome {
-    kCompacted,  // the watch's history is gone: list again
-    kFailed,     // the member failed: next member, back off, watch again
-    kShutdown,
-  };
+  // The IoLoop thread only, from here on.
 
-  void Run() {
-    bool need_list = true;
-    while (!ShuttingDown()) {
-      std::string member;
-      std::shared_ptr<grpc::Channel> channel = members_.Current(&member);
-      grpc::Status status;
-      if (need_list) {
-        status = List(channel);
-        if (status.ok()) need_list = false;
-      }
-      if (status.ok()) {
-        Outcome outcome = Watch(channel, &status);
-        if (outcome == Outcome::kShutdown) return;
-        if (outcome == Outcome::kCompacted) {
-          need_list = true;
-          continue;
-        }
-      }
-      if (ShuttingDown()) return;
-      Failed(member, status);
-      members_.Advance();
-      if (!Sleep(backoff_.Next())) return;
+  // Lists (first, or after a compaction) or watches on the current member.
+  void Step() {
+    if (ShuttingDown()) return;
+    std::string member;
+    std::shared_ptr<grpc::Channel> channel = members_.Current(&member);
+    if (need_list_) {
+      StartList(std::move(channel), std::move(member));
+    } else {
+      StartWatch(std::move(channel), std::move(member));
     }
   }
 
-  void Failed(const std::string& member, const grpc::Status& status) {
-    std::string message = "etcd resolver for service \"" + Shown(target_.service) +
-                          "\": etcd member " + member + ": " + status.error_message();
-    Trace(TraceFlag::kResolver, message);
-    if (!listed_) listener_->OnError(grpc::Status(grpc::StatusCode::UNAVAILABLE, message));
-  }
-
-  // Ranges the prefix and reports the list. On failure the status says which
-  // call failed and why.
-  grpc::Status List(const std::shared_ptr<grpc::Channel>& channel) {
+  // Ranges the prefix; OnListed reports the list.
+  void StartList(std::shared_ptr<grpc::Channel> channel, std::string member) {
+    auto call = std::make_shared<RangeCall>();
+    call->channel = std::move(channel);
+    call->member = std::move(member);
+    call->context.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
+    if (!Activate(&call->context)) return;
     etcdserverpb::RangeRequest request;
     request.set_key(target_.prefix());
     request.set_range_end(internal::PrefixRangeEnd(target_.prefix()));
-    etcdserverpb::RangeResponse response;
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + options_.request_timeout);
-    if (!Activate(&context)) return grpc::Status::CANCELLED;
-    grpc::Status status = etcdserverpb::KV::NewStub(channel)->Range(&context, request, &response);
+    call->reader = etcdserverpb::KV::NewStub(call->channel)
+                       ->PrepareAsyncRange(&call->context, request, IoLoop::Get().cq());
+    call->reader->StartCall();
+    call->reader->Finish(&call->response, &call->status,
+                         internal::EtcdTag([self = shared_from_this(), call](bool /*ok*/) {
+                           self->OnListed(*call);
+                         }));
+  }
+
+  void OnListed(RangeCall& call) {
     Deactivate();
-    if (!status.ok())
-      return grpc::Status(status.error_code(), "Range failed: " + StatusText(status));
+    if (ShuttingDown()) return;
+    if (!call.status.ok()) {
+      Retry(call.member,
+            grpc::Status(call.status.error_code(), "Range failed: " + StatusText(call.status)));
+      return;
+    }
+    const etcdserverpb::RangeResponse& response = call.response;
     entries_.clear();
     std::set<std::string> keys;
     for (const mvccpb::KeyValue& kv : response.kvs()) {
@@ -186,56 +215,107 @@ class EtcdResolver final : public Resolver {
           response.kvs_size(), " keys at revision ", revision_);
     Report();
     listed_ = true;
-    return grpc::Status::OK;
+    need_list_ = false;
+    // The watch goes to the member that answered the Range.
+    StartWatch(std::move(call.channel), std::move(call.member));
   }
 
   // Watches the prefix from revision_ + 1 until the stream ends.
-  Outcome Watch(const std::shared_ptr<grpc::Channel>& channel, grpc::Status* status) {
-    grpc::ClientContext context;
+  void StartWatch(std::shared_ptr<grpc::Channel> channel, std::string member) {
+    if (ShuttingDown()) return;
+    auto call = std::make_shared<WatchCall>();
+    call->channel = std::move(channel);
+    call->member = std::move(member);
     // etcd then cancels the stream when its member has no leader, so that a
     // watch attached to a minority member moves on instead of going silent.
-    context.AddMetadata("hasleader", "true");
-    if (!Activate(&context)) return Outcome::kShutdown;
-    auto stream = etcdserverpb::Watch::NewStub(channel)->Watch(&context);
-    etcdserverpb::WatchRequest request;
-    etcdserverpb::WatchCreateRequest* create = request.mutable_create_request();
+    call->context.AddMetadata("hasleader", "true");
+    if (!Activate(&call->context)) return;
+    call->stub = etcdserverpb::Watch::NewStub(call->channel);
+    call->stream = call->stub->PrepareAsyncWatch(&call->context, IoLoop::Get().cq());
+    etcdserverpb::WatchCreateRequest* create = call->request.mutable_create_request();
     create->set_key(target_.prefix());
     create->set_range_end(internal::PrefixRangeEnd(target_.prefix()));
     create->set_start_revision(revision_ + 1);
     create->set_progress_notify(true);
-    Outcome outcome = Outcome::kFailed;
-    std::string why;
-    bool ended = true;  // by etcd or the connection; false when we leave a live stream
-    if (stream->Write(request)) {
-      etcdserverpb::WatchResponse response;
-      while (stream->Read(&response)) {
-        if (response.canceled()) {
-          if (response.compact_revision() > 0) {
-            Trace(TraceFlag::kResolver, "etcd resolver for \"", Shown(target_.service),
-                  "\": watch from revision ", revision_ + 1, " compacted (at ",
-                  response.compact_revision(), "), listing again");
-            outcome = Outcome::kCompacted;
-          } else {
-            why = "Watch canceled: " + response.cancel_reason();
-          }
-          ended = false;
-          break;
-        }
-        if (response.created()) backoff_.Reset();
-        OnWatchResponse(response);
+    call->stream->StartCall(WatchTag(call, &Core::OnWatchStarted));
+  }
+
+  using WatchStep = void (Core::*)(const std::shared_ptr<WatchCall>&, bool);
+  IoLoop::Tag* WatchTag(const std::shared_ptr<WatchCall>& call, WatchStep step) {
+    return internal::EtcdTag(
+        [self = shared_from_this(), call, step](bool ok) { ((*self).*step)(call, ok); });
+  }
+
+  void OnWatchStarted(const std::shared_ptr<WatchCall>& call, bool ok) {
+    if (!ok) return FinishWatch(call);
+    call->stream->Write(call->request, WatchTag(call, &Core::OnWatchWritten));
+  }
+
+  void OnWatchWritten(const std::shared_ptr<WatchCall>& call, bool ok) {
+    if (!ok) return FinishWatch(call);
+    call->stream->Read(&call->response, WatchTag(call, &Core::OnWatchRead));
+  }
+
+  void OnWatchRead(const std::shared_ptr<WatchCall>& call, bool ok) {
+    if (!ok || ShuttingDown()) return FinishWatch(call);
+    const etcdserverpb::WatchResponse& response = call->response;
+    if (response.canceled()) {
+      if (response.compact_revision() > 0) {
+        Trace(TraceFlag::kResolver, "etcd resolver for \"", Shown(target_.service),
+              "\": watch from revision ", revision_ + 1, " compacted (at ",
+              response.compact_revision(), "), listing again");
+        call->outcome = WatchCall::Outcome::kCompacted;
+      } else {
+        call->why = "Watch canceled: " + response.cancel_reason();
       }
+      call->ended = false;
+      return FinishWatch(call);
     }
+    if (response.created()) backoff_.Reset();
+    OnWatchResponse(response);
+    call->stream->Read(&call->response, WatchTag(call, &Core::OnWatchRead));
+  }
+
+  void FinishWatch(const std::shared_ptr<WatchCall>& call) {
     // Cancelling an ended call would replace its real status with CANCELLED;
     // a live one must be cancelled, or Finish would wait for etcd to end it.
-    if (!ended) context.TryCancel();
-    grpc::Status finish = stream->Finish();
+    if (!call->ended) call->context.TryCancel();
+    call->stream->Finish(&call->status, WatchTag(call, &Core::OnWatchFinished));
+  }
+
+  void OnWatchFinished(const std::shared_ptr<WatchCall>& call, bool /*ok*/) {
     Deactivate();
-    if (ShuttingDown()) return Outcome::kShutdown;
-    if (outcome == Outcome::kFailed) {
-      if (why.empty()) why = "Watch ended: " + StatusText(finish);
-      *status = grpc::Status(grpc::StatusCode::UNAVAILABLE, why);
+    if (ShuttingDown()) return;
+    if (call->outcome == WatchCall::Outcome::kCompacted) {
+      need_list_ = true;
+      return Step();
     }
-    return outcome;
+    if (call->why.empty()) call->why = "Watch ended: " + StatusText(call->status);
+    Retry(call->member, grpc::Status(grpc::StatusCode::UNAVAILABLE, call->why));
+  }
+
+  // The member failed: reports it, moves on to the next member, and steps
+  // again after a backoff.
+  void Retry(const std::string& member, const grpc::Status& status) {
+    std::string message = "etcd resolver for service \"" + Shown(target_.service) +
+                          "\": etcd member " + member + ": " + status.error_message();
+    Trace(TraceFlag::kResolver, message);
+    if (!listed_) {
+      grpc::Status error(grpc::StatusCode::UNAVAILABLE, message);
+      Notify([&error](ResolverListener& listener) { listener.OnError(error); });
+    }
+    members_.Advance();
+    const auto deadline = std::chrono::system_clock::now() + backoff_.Next();
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return;
+    // The previous alarm has fired (this chain started from it or before
+    // it was set); a new one per wait keeps Alarm's one-shot use.
+    alarm_ = std::make_unique<grpc::Alarm>();
+    alarm_->Set(IoLoop::Get().cq(), deadline,
+                internal::EtcdTag([self = shared_from_this()](bool ok) {
+                  // Not ok: cancelled by Shutdown.
+                  if (ok) self->Step();
+                }));
   }
 
   void OnWatchResponse(const etcdserverpb::WatchResponse& response) {
@@ -298,7 +378,26 @@ class EtcdResolver final : public Resolver {
           "\": ", endpoints.size(), " endpoints at revision ", revision_);
     ResolverState state;
     state.endpoints = std::move(endpoints);
-    listener_->OnUpdate(std::move(state));
+    Notify([&state](ResolverListener& listener) { listener.OnUpdate(std::move(state)); });
+  }
+
+  // Calls the listener unless shutting down; Shutdown waits for it.
+  template <typename Fn>
+  void Notify(const Fn& fn) {
+    std::shared_ptr<ResolverListener> listener;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (shutting_down_ || listener_ == nullptr) return;
+      listener = listener_;
+      ++notifying_;
+      notifying_thread_ = std::this_thread::get_id();
+    }
+    fn(*listener);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --notifying_;
+    }
+    notified_.notify_all();
   }
 
   // Makes `context` the one Shutdown cancels. False, starting nothing, once
@@ -317,32 +416,49 @@ class EtcdResolver final : public Resolver {
     std::lock_guard<std::mutex> lock(mu_);
     return shutting_down_;
   }
-  // Waits `delay` unless shut down first. Returns false when shutting down.
-  bool Sleep(std::chrono::milliseconds delay) {
-    std::unique_lock<std::mutex> lock(mu_);
-    wake_.wait_for(lock, delay, [this] { return shutting_down_; });
-    return !shutting_down_;
-  }
 
   const EtcdTarget target_;
   const EtcdResolverOptions options_;
   EtcdMembers members_;
 
   std::mutex mu_;
-  std::condition_variable wake_;
-  bool shutting_down_ = false;             // guarded by mu_
-  grpc::ClientContext* active_ = nullptr;  // the RPC in flight; guarded by mu_
-  std::thread thread_;                     // set by Start, joined by Shutdown
+  std::condition_variable notified_;
+  bool started_ = false;                        // guarded by mu_
+  bool shutting_down_ = false;                  // guarded by mu_
+  std::shared_ptr<ResolverListener> listener_;  // guarded by mu_; dropped by Shutdown
+  int notifying_ = 0;                           // listener calls under way; guarded by mu_
+  std::thread::id notifying_thread_;            // the IoLoop thread, once it called
+  grpc::ClientContext* active_ = nullptr;       // the RPC in flight; guarded by mu_
+  std::unique_ptr<grpc::Alarm> alarm_;          // the backoff; guarded by mu_
 
-  // Only the thread uses these (listener_ is set before it starts).
-  std::shared_ptr<ResolverListener> listener_;
+  // Only the IoLoop thread uses these.
   EtcdBackoff backoff_;
+  bool need_list_ = true;
   std::map<std::string, Endpoint> entries_;        // key -> its endpoint
   std::map<std::string, std::string> bad_values_;  // key -> the bad value logged
   int64_t revision_ = 0;                           // every event up to it is applied
   bool listed_ = false;                            // a Range succeeded once
   bool reported_ = false;
   std::vector<Endpoint> last_reported_;
+};
+
+// The Resolver the channel holds; its Core may outlive it by the
+// completions of cancelled operations.
+class EtcdResolver final : public Resolver {
+ public:
+  EtcdResolver(EtcdTarget target, EtcdResolverOptions options)
+      : core_(std::make_shared<Core>(std::move(target), options)) {}
+  ~EtcdResolver() override { Shutdown(); }
+
+  void Start(std::shared_ptr<ResolverListener> listener) override {
+    core_->Start(std::move(listener));
+  }
+  // The watch keeps the list current; nothing to do.
+  void RequestReresolution() override {}
+  void Shutdown() override { core_->Shutdown(); }
+
+ private:
+  const std::shared_ptr<Core> core_;
 };
 
 class EtcdResolverFactory final : public ResolverFactory {

@@ -11,12 +11,14 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "common/etcd_cluster.h"
 #include "common/test_backend.h"
+#include "common/thread_count.h"
 #include "discovery/etcd_common.h"
 #include "lbkit/etcd.h"
 
@@ -210,6 +212,45 @@ TEST_F(EtcdRegistrarTest, StartsOverWhenEtcdWasSilentForLongerThanTheTtl) {
       seconds(10)));
   cluster_.Thaw(0);
   ExpectReRegistered(*registrar, "echo/127.0.0.1:7008", first, seconds(15));
+}
+
+TEST_F(EtcdRegistrarTest, AddsNoThreadPerRegistrar) {
+  // One first, so that the process-wide threads (lbkit's IoLoop, gRPC's
+  // own) exist before counting. gRPC's timer pool is left out of the count
+  // (thread_count.h): it grows with timers firing at once, not with them.
+  auto first = Registered("127.0.0.1:7100", seconds(3));
+  ASSERT_NE(first, nullptr);
+  const int before = lbkit_test::ThreadCount(lbkit_test::kGrpcTimerThreads);
+  const std::string names_before = lbkit_test::ThreadNames();
+  ASSERT_GT(before, 0);
+
+  constexpr int kRegistrars = 20;
+  std::vector<std::unique_ptr<EtcdRegistrar>> registrars;
+  for (int i = 1; i <= kRegistrars; ++i) {
+    registrars.push_back(
+        Start(cluster_.Target("echo"), "127.0.0.1:" + std::to_string(7100 + i), seconds(3)));
+    ASSERT_NE(registrars.back(), nullptr);
+  }
+  // Each of them registers, and keeps its lease alive (a keepalive a second).
+  for (int i = 0; i < kRegistrars; ++i) {
+    EXPECT_TRUE(registrars[i]->WaitRegistered(seconds(10))) << i << registrars[i]->last_error();
+  }
+  std::vector<std::string> keys;
+  ASSERT_TRUE(cluster_.List("echo/", &keys).ok());
+  EXPECT_EQ(keys.size(), size_t{kRegistrars + 1});
+  EXPECT_EQ(lbkit_test::ThreadCount(lbkit_test::kGrpcTimerThreads), before)
+      << "before: " << names_before << "\nnow: " << lbkit_test::ThreadNames();
+  // Past a TTL, they are all still registered.
+  const int64_t revision = cluster_.Revision();
+  std::this_thread::sleep_for(seconds(4));  // the TTL passing is what is tested
+  for (int i = 0; i < kRegistrars; ++i) EXPECT_TRUE(registrars[i]->registered()) << i;
+  EXPECT_EQ(cluster_.Revision(), revision);  // no key expired and was written again
+  EXPECT_EQ(lbkit_test::ThreadCount(lbkit_test::kGrpcTimerThreads), before)
+      << "before: " << names_before << "\nnow: " << lbkit_test::ThreadNames();
+
+  for (auto& registrar : registrars) registrar->Shutdown(seconds(2));
+  ASSERT_TRUE(cluster_.List("echo/", &keys).ok());
+  EXPECT_EQ(keys.size(), 1u);
 }
 
 TEST(EtcdRegistrarOptionsTest, RejectsBadOptionsNamingTheProblem) {

@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 
 #include "common/etcd_cluster.h"
 #include "common/test_backend.h"
+#include "common/thread_count.h"
 #include "discovery/etcd_common.h"
 #include "echo.grpc.pb.h"
 #include "etcd/rpc.grpc.pb.h"
@@ -443,6 +445,151 @@ TEST(EtcdResolver, IsBuiltInAndCanBeReplacedWithOtherOptions) {
   channel.reset();
   // Other tests of this process get the built-in back.
   ASSERT_TRUE(RegisterResolverFactory(builtin, OnDuplicate::kReplace).ok());
+}
+
+// Records what a resolver reports; may run `on_update` inside OnUpdate.
+class RecordingListener final : public ResolverListener {
+ public:
+  void OnUpdate(ResolverState state) override {
+    std::function<void()> hook;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      addresses_.clear();
+      for (const Endpoint& endpoint : state.endpoints) {
+        addresses_.insert(endpoint.addresses.begin(), endpoint.addresses.end());
+      }
+      ++updates_;
+      hook = on_update_;
+    }
+    if (hook) hook();
+  }
+  void OnError(grpc::Status) override {}
+  std::set<std::string> addresses() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return addresses_;
+  }
+  int updates() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return updates_;
+  }
+  void set_on_update(std::function<void()> hook) {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_update_ = std::move(hook);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::set<std::string> addresses_;
+  int updates_ = 0;
+  std::function<void()> on_update_;
+};
+
+// A started etcd resolver for `uri`, from the built-in factory.
+std::shared_ptr<Resolver> StartResolver(const std::string& uri,
+                                        std::shared_ptr<ResolverListener> listener) {
+  Target target;
+  EXPECT_TRUE(ParseTarget(uri, &target).ok());
+  std::shared_ptr<Resolver> resolver;
+  grpc::Status status = FindResolverFactory("etcd")->Create(target, &resolver);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  if (resolver != nullptr) resolver->Start(std::move(listener));
+  return resolver;
+}
+
+TEST(EtcdResolver, AddsNoThreadPerResolver) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  // b3 too, now: its server's threads must not be counted.
+  TestBackend b1, b2, b3;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  ASSERT_TRUE(Register(etcd, b2).ok());
+  const std::set<std::string> expected{b1.address(), b2.address()};
+  // One first, so that the process-wide threads (lbkit's IoLoop, gRPC's
+  // own) exist before counting. gRPC's timer pool is left out of the count
+  // (thread_count.h): it grows with timers firing at once, not with them.
+  auto first_listener = std::make_shared<RecordingListener>();
+  auto first = StartResolver(etcd.Target(kService), first_listener);
+  ASSERT_TRUE(WaitFor([&] { return first_listener->addresses() == expected; }));
+  const int before = lbkit_test::ThreadCount(lbkit_test::kGrpcTimerThreads);
+  const std::string names_before = lbkit_test::ThreadNames();
+  ASSERT_GT(before, 0);
+
+  constexpr int kResolvers = 20;
+  std::vector<std::shared_ptr<RecordingListener>> listeners;
+  std::vector<std::shared_ptr<Resolver>> resolvers;
+  for (int i = 0; i < kResolvers; ++i) {
+    listeners.push_back(std::make_shared<RecordingListener>());
+    resolvers.push_back(StartResolver(etcd.Target(kService), listeners.back()));
+  }
+  // Each of them lists and watches.
+  for (int i = 0; i < kResolvers; ++i) {
+    EXPECT_TRUE(WaitFor([&] { return listeners[i]->addresses() == expected; })) << i;
+  }
+  EXPECT_EQ(lbkit_test::ThreadCount(lbkit_test::kGrpcTimerThreads), before)
+      << "before: " << names_before << "\nnow: " << lbkit_test::ThreadNames();
+  ASSERT_TRUE(Register(etcd, b3).ok());
+  for (int i = 0; i < kResolvers; ++i) {
+    EXPECT_TRUE(WaitFor([&] { return listeners[i]->addresses().count(b3.address()) == 1; })) << i;
+  }
+  EXPECT_EQ(lbkit_test::ThreadCount(lbkit_test::kGrpcTimerThreads), before)
+      << "before: " << names_before << "\nnow: " << lbkit_test::ThreadNames();
+  for (auto& resolver : resolvers) resolver->Shutdown();
+  first->Shutdown();
+}
+
+TEST(EtcdResolver, ShutdownFromInsideItsListenerReturns) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  auto listener = std::make_shared<RecordingListener>();
+  std::atomic<bool> returned{false};
+  std::shared_ptr<Resolver> resolver;
+  std::mutex mu;
+  // On lbkit's IoLoop thread, inside the resolver's own listener call: it
+  // cannot wait for that call, and must not deadlock.
+  listener->set_on_update([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    resolver->Shutdown();
+    returned = true;
+  });
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    resolver = StartResolver(etcd.Target(kService), listener);
+  }
+  ASSERT_TRUE(WaitFor([&] { return returned.load(); }));
+  // Nothing is reported after Shutdown.
+  ASSERT_TRUE(Deregister(etcd, b1).ok());
+  TestBackend b2;
+  ASSERT_TRUE(Register(etcd, b2).ok());
+  EXPECT_FALSE(WaitFor([&] { return listener->updates() > 1; }, std::chrono::milliseconds(500)));
+  std::lock_guard<std::mutex> lock(mu);
+  resolver.reset();
+}
+
+TEST(EtcdResolver, ShutdownWaitsForAListenerCallUnderWay) {
+  EtcdCluster etcd;
+  ASSERT_TRUE(etcd.ok()) << etcd.error();
+  TestBackend b1;
+  ASSERT_TRUE(Register(etcd, b1).ok());
+  auto listener = std::make_shared<RecordingListener>();
+  std::promise<void> entered, release;
+  std::shared_future<void> released = release.get_future().share();
+  // A listener call that lasts until the test lets it return (a real one
+  // returns at once; resolver.h).
+  listener->set_on_update([&entered, released] {
+    entered.set_value();
+    released.wait();
+  });
+  auto resolver = StartResolver(etcd.Target(kService), listener);
+  entered.get_future().wait();
+  auto shutdown = std::async(std::launch::async, [&resolver] { resolver->Shutdown(); });
+  // Shutdown must not return while the listener is being called.
+  EXPECT_EQ(shutdown.wait_for(std::chrono::milliseconds(300)), std::future_status::timeout);
+  listener->set_on_update(nullptr);
+  release.set_value();
+  EXPECT_EQ(shutdown.wait_for(std::chrono::seconds(5)), std::future_status::ready);
+  EXPECT_EQ(listener->updates(), 1);
 }
 
 TEST(EtcdResolver, WaitForReadyCallsSucceedAcrossAnEtcdRestart) {
