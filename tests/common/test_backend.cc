@@ -1,7 +1,6 @@
 #include "common/test_backend.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,8 +8,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <algorithm>
-#include <fstream>
 #include <thread>
 
 #include <grpcpp/client_context.h>
@@ -260,25 +257,6 @@ int TraceRecorder::Count(const std::vector<std::string>& parts) const {
     if (all) ++count;
   }
   return count;
-}
-
-std::vector<std::string> ThreadNames() {
-  std::vector<std::string> names;
-  DIR* tasks = opendir("/proc/self/task");
-  if (tasks == nullptr) return names;
-  while (dirent* entry = readdir(tasks)) {
-    if (entry->d_name[0] == '.') continue;
-    std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
-    std::string name;
-    if (std::getline(comm, name)) names.push_back(name);
-  }
-  closedir(tasks);
-  return names;
-}
-
-size_t CountThreadsNamed(const std::string& name) {
-  std::vector<std::string> names = ThreadNames();
-  return static_cast<size_t>(std::count(names.begin(), names.end(), name));
 }
 
 }  // namespace lbkit_test

@@ -131,10 +131,6 @@ void ShutdownAndDrain(grpc::CompletionQueue& cq);
 // Waits until the channel has `n` READY subchannels.
 bool WaitForReadySubchannels(lbkit::Channel& channel, size_t n,
                              std::chrono::milliseconds timeout = std::chrono::seconds(10));
-// The names of the process's threads now (/proc/self/task/*/comm), and how
-// many of them are `name`.
-std::vector<std::string> ThreadNames();
-size_t CountThreadsNamed(const std::string& name);
 // Waits until the channel's state is `state`, through WaitForStateChange.
 bool WaitForChannelState(lbkit::Channel& channel, grpc_connectivity_state state,
                          std::chrono::milliseconds timeout = std::chrono::seconds(10));

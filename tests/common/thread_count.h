@@ -5,29 +5,42 @@
 
 #include <dirent.h>
 
+#include <algorithm>
 #include <fstream>
-#include <set>
 #include <string>
+#include <vector>
 
 namespace lbkit_test {
 
 // The names of this process's threads now, one per thread, sorted; empty if
-// /proc is not readable. For a failure message.
-inline std::string ThreadNames() {
-  std::multiset<std::string> names;
+// /proc is not readable.
+inline std::vector<std::string> ThreadNameList() {
+  std::vector<std::string> names;
   if (DIR* tasks = opendir("/proc/self/task")) {
     while (dirent* entry = readdir(tasks)) {
       if (entry->d_name[0] == '.') continue;
       std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
       std::string name;
       std::getline(comm, name);
-      names.insert(name);
+      names.push_back(name);
     }
     closedir(tasks);
   }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// The same, as one line, for a failure message.
+inline std::string ThreadNames() {
   std::string text;
-  for (const std::string& name : names) text += name + " ";
+  for (const std::string& name : ThreadNameList()) text += name + " ";
   return text;
+}
+
+// How many of this process's threads are named `name` now.
+inline size_t CountThreadsNamed(const std::string& name) {
+  std::vector<std::string> names = ThreadNameList();
+  return static_cast<size_t>(std::count(names.begin(), names.end(), name));
 }
 
 // gRPC's timer threads ("grpc_global_timer"): a process-wide pool that gRPC

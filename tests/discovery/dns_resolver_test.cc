@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "common/test_backend.h"
+#include "common/thread_count.h"
 #include "discovery/fake_dns_server.h"
 #include "lbkit/channel.h"
 #include "lbkit/dns_resolver.h"

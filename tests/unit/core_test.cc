@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/test_backend.h"
+#include "common/thread_count.h"
 #include "core/address.h"
 #include "core/picker_slot.h"
 #include "core/trace.h"
