@@ -42,6 +42,7 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
+#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
@@ -696,7 +697,7 @@ ReadyTrial ReadyOnce(const Flags& flags, const Kind& kind, const BackendProcess&
   for (const auto& [name, seconds] : ThreadCpuSeconds()) {
     auto before = thread_cpu.find(name);
     const double ms = (seconds - (before == thread_cpu.end() ? 0 : before->second)) * 1000;
-    if (ms >= 1) trial.cpu_ms_by_thread[name] = ms;
+    if (ms >= 1) trial.cpu_ms_by_thread[name] = std::round(ms);  // whole ticks of 10 ms
   }
   trial.all_ms = Ms(serving.all - start);
   trial.first_ms = Ms(serving.first - start);
