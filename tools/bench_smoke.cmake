@@ -5,6 +5,9 @@
 #   -DBENCH=<lbkit-bench> -DJSON=<file> -DMODE=scenarios
 #                                        tiny runs of the other scenarios; their
 #                                        JSON must hold every experiment and row
+#   -DBENCH=<lbkit-bench> -DJSON=<file> -DMODE=cold-start
+#                                        a tiny cold-start run; its JSON must hold
+#                                        every measurement and channel
 cmake_minimum_required(VERSION 3.19)  # string(JSON)
 
 if(MODE STREQUAL "flags")
@@ -14,7 +17,9 @@ if(MODE STREQUAL "flags")
               "--scenario;slow-backend;--experiments;slow,fast" "--scenario;slow-backend;--delay"
               "--scenario;ring-hash-movement;--endpoints;1"
               "--scenario;ring-hash-movement;--keys;many"
-              "--scenario;discovery;--endpoints;1" "--scenario;discovery;--churn;101")
+              "--scenario;discovery;--endpoints;1" "--scenario;discovery;--churn;101"
+              "--scenario;cold-start;--trials;0" "--scenario;cold-start;--parts;warm"
+              "--scenario;cold-start;--ready-endpoints;2,x")
     execute_process(COMMAND ${BENCH} ${bad} RESULT_VARIABLE rc OUTPUT_VARIABLE out
                     ERROR_VARIABLE err TIMEOUT 30)
     if(NOT rc EQUAL 2 OR NOT err MATCHES "^lbkit-bench( --scenario [a-z-]+)?: .*--help")
@@ -26,13 +31,74 @@ if(MODE STREQUAL "flags")
   if(NOT rc EQUAL 0 OR NOT out MATCHES "Usage: lbkit-bench" OR NOT out MATCHES "--workloads")
     message(FATAL_ERROR "lbkit-bench --help: status ${rc}:\n${out}")
   endif()
-  foreach(scenario slow-backend ring-hash-movement discovery)
+  foreach(scenario slow-backend ring-hash-movement discovery cold-start)
     execute_process(COMMAND ${BENCH} --scenario ${scenario} --help RESULT_VARIABLE rc
                     OUTPUT_VARIABLE out TIMEOUT 30)
     if(NOT rc EQUAL 0 OR NOT out MATCHES "Usage: lbkit-bench --scenario ${scenario}")
       message(FATAL_ERROR "lbkit-bench --scenario ${scenario} --help: status ${rc}:\n${out}")
     endif()
   endforeach()
+  return()
+endif()
+
+if(MODE STREQUAL "cold-start")
+  # Tiny sizes: backends in child processes, every part, every channel.
+  file(REMOVE ${JSON})
+  execute_process(
+    COMMAND ${BENCH} --scenario cold-start --trials 2 --ready-endpoints 2,5 --ready-trials 1
+            --footprint-channels 1,3 --footprint-endpoints 5,10 --no-progress --json ${JSON}
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 60)
+  message(STATUS "${out}")
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "lbkit-bench --scenario cold-start exited with ${rc}\n${err}")
+  endif()
+  file(READ ${JSON} json)
+  function(require)
+    string(JSON value ERROR_VARIABLE error GET "${json}" ${ARGN})
+    if(error)
+      message(FATAL_ERROR "${JSON}: no ${ARGN}: ${error}")
+    endif()
+  endfunction()
+  set(all lbkit_round_robin native_round_robin native_round_robin_2)
+  set(counted lbkit_round_robin native_round_robin)  # the footprint has no A/A control
+  foreach(channel ${all})
+    require(channels ${channel} description)
+    foreach(field median_ms p90_ms min_ms max_ms median_ratio p90_ratio trials_ms)
+      require(time_to_first_call channels ${channel} ${field})
+    endforeach()
+    string(JSON n LENGTH "${json}" time_to_first_call channels ${channel} trials_ms)
+    if(NOT n EQUAL 2)
+      message(FATAL_ERROR "${JSON}: ${channel}: ${n} first-call trials, expected 2")
+    endif()
+    foreach(row 0 1)
+      foreach(field median_ms min_ms max_ms median_ratio first_serving_median_ms cpu_median_ms
+                    trials)
+        require(time_to_all_ready ${row} channels ${channel} ${field})
+      endforeach()
+      require(time_to_all_ready ${row} channels ${channel} trials 0 all_ms)
+    endforeach()
+  endforeach()
+  string(JSON n LENGTH "${json}" time_to_all_ready)
+  string(JSON last GET "${json}" time_to_all_ready 1 endpoints)
+  if(NOT n EQUAL 2 OR NOT last EQUAL 5)
+    message(FATAL_ERROR "${JSON}: ${n} all-ready rows, the last for ${last} endpoints")
+  endif()
+  foreach(channel ${counted})
+    foreach(field threads_added heap_added_bytes threads_added_by_name)
+      require(footprint process_wide_first_channel ${channel} ${field})
+    endforeach()
+    foreach(row 0 1)
+      foreach(field threads_added heap_added_bytes threads_per_channel heap_per_channel_bytes)
+        require(footprint per_channel ${row} channels ${channel} ${field})
+      endforeach()
+      foreach(field threads_added heap_added_bytes threads_per_endpoint heap_per_endpoint_bytes)
+        require(footprint per_endpoint ${row} channels ${channel} ${field})
+      endforeach()
+    endforeach()
+    require(footprint per_channel_slope ${channel} heap_per_channel_bytes)
+    require(footprint per_endpoint_slope ${channel} heap_per_endpoint_bytes)
+  endforeach()
+  message(STATUS "lbkit-bench --scenario cold-start wrote every measurement and channel")
   return()
 endif()
 

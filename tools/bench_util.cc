@@ -1,8 +1,16 @@
 #include "bench_util.h"
 
+#include <dirent.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include "cli.h"
 
@@ -80,6 +88,70 @@ double PercentileUs(std::vector<uint32_t>& v, double q) {
   if (rank >= v.size()) rank = v.size() - 1;
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(rank), v.end());
   return v[rank] / 1000.0;
+}
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  const double rank = std::ceil(q * static_cast<double>(v.size()));
+  size_t index = rank < 1 ? 0 : static_cast<size_t>(rank) - 1;
+  if (index >= v.size()) index = v.size() - 1;
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(index), v.end());
+  return v[index];
+}
+
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+std::map<std::string, ThreadGroup> ThreadsByName() {
+  std::map<std::string, ThreadGroup> by_name;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return by_name;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::string base = std::string("/proc/self/task/") + entry->d_name;
+    std::ifstream stat_file(base + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+    // "tid (name) state ...": the name may hold spaces and parentheses.
+    size_t close_paren = stat.rfind(')');
+    if (close_paren == std::string::npos) continue;  // ended while we read
+    std::string name = stat.substr(stat.find('(') + 1, close_paren - stat.find('(') - 1);
+    std::istringstream fields(stat.substr(close_paren + 2));
+    std::string field;
+    double utime = 0, stime = 0;
+    for (int i = 3; fields >> field; ++i) {  // field 3 is the state
+      if (i == 14) utime = std::stod(field);
+      if (i == 15) {
+        stime = std::stod(field);
+        break;
+      }
+    }
+    ThreadGroup& group = by_name[name];
+    ++group.count;
+    group.cpu_seconds += (utime + stime) / tick;
+  }
+  closedir(dir);
+  return by_name;
+}
+
+std::map<std::string, double> ThreadCpuSeconds() {
+  std::map<std::string, double> cpu;
+  for (const auto& [name, group] : ThreadsByName()) cpu[name] = group.cpu_seconds;
+  return cpu;
 }
 
 }  // namespace lbkit_bench

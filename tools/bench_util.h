@@ -1,10 +1,11 @@
 // Pieces lbkit-bench's scenarios share: their flags' types, duration
-// formatting, medians and percentiles.
+// formatting, medians and percentiles, and what this process's threads cost.
 #ifndef LBKIT_TOOLS_BENCH_UTIL_H_
 #define LBKIT_TOOLS_BENCH_UTIL_H_
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -44,6 +45,30 @@ double Median(std::vector<double> v);
 // Nearest-rank percentile (q in [0, 1]) of `v`, in microseconds when `v`
 // holds nanoseconds; 0 when empty. Reorders `v`.
 double PercentileUs(std::vector<uint32_t>& v, double q);
+
+// Nearest-rank percentile (q in (0, 1]) of `v`: the smallest value with at
+// least q of the values at or below it; 0 when empty.
+double Percentile(std::vector<double> v, double q);
+
+// Raises the soft limit on open files to the hard one: each listener, each
+// client connection and each accepted one is a file descriptor, and a
+// thousand endpoints need more than the usual 1024.
+void RaiseFileLimit();
+
+// User + system CPU time of the whole process, every thread.
+double ProcessCpuSeconds();
+
+// This process's live threads (/proc/self/task), by name (/proc's comm, at
+// most 15 bytes): how many, and their CPU seconds. A thread that has ended
+// is in neither.
+struct ThreadGroup {
+  int count = 0;
+  double cpu_seconds = 0;
+};
+std::map<std::string, ThreadGroup> ThreadsByName();
+
+// The CPU seconds of ThreadsByName(), by name.
+std::map<std::string, double> ThreadCpuSeconds();
 
 }  // namespace lbkit_bench
 

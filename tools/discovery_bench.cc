@@ -25,10 +25,8 @@
 // The observation is a policy, "lbkit_bench_observer", wrapping round_robin:
 // it watches the resolver updates, the subchannels' states and the child's
 // picker publications on the control thread, as any parent policy can.
-#include <sys/resource.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -283,46 +281,6 @@ class ObserverBuilder : public lbkit::BalancerBuilder {
     return std::make_unique<Observer>(helper);
   }
 };
-
-// ---------------------------------------------------------------------------
-// CPU
-
-double ProcessCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
-}
-
-// CPU seconds of this process's threads, summed by thread name.
-std::map<std::string, double> ThreadCpuSeconds() {
-  std::map<std::string, double> by_name;
-  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
-  DIR* dir = opendir("/proc/self/task");
-  if (dir == nullptr) return by_name;
-  while (dirent* entry = readdir(dir)) {
-    if (entry->d_name[0] == '.') continue;
-    std::string base = std::string("/proc/self/task/") + entry->d_name;
-    std::ifstream stat_file(base + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
-    size_t close_paren = stat.rfind(')');
-    if (close_paren == std::string::npos) continue;
-    std::string name = stat.substr(stat.find('(') + 1, close_paren - stat.find('(') - 1);
-    std::istringstream fields(stat.substr(close_paren + 2));
-    std::string field;
-    double utime = 0, stime = 0;
-    for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-      if (i == 14) utime = std::stod(field);
-      if (i == 15) {
-        stime = std::stod(field);
-        break;
-      }
-    }
-    by_name[name] += (utime + stime) / tick;
-  }
-  closedir(dir);
-  return by_name;
-}
 
 // ---------------------------------------------------------------------------
 // Backends and the etcd writer
@@ -633,16 +591,6 @@ nlohmann::json ToJson(const RunResult& r) {
     all["delete_to_picker"] = Percentiles(r.latencies.delete_to_picker);
   }
   return all;
-}
-
-// Each listener, each client connection and each accepted one is a file
-// descriptor: a thousand endpoints need more than the usual 1024.
-void RaiseFileLimit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
 }
 
 }  // namespace

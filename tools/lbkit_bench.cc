@@ -27,9 +27,9 @@
 //   lbkit-bench --scenario slow-backend         # tools/slow_backend.cc
 //   lbkit-bench --scenario ring-hash-movement   # tools/ring_hash_movement.cc
 //   lbkit-bench --scenario discovery            # tools/discovery_bench.cc
+//   lbkit-bench --scenario cold-start           # tools/cold_start.cc
 //
 // Run with --help for every flag.
-#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -77,6 +77,7 @@ using lbkit_bench::AddNames;
 using lbkit_bench::FormatDuration;
 using lbkit_bench::Median;
 using lbkit_bench::PercentileUs;
+using lbkit_bench::ProcessCpuSeconds;
 using lbkit_bench::UsageError;
 
 constexpr const char* kRoundRobinConfig = R"({"loadBalancingConfig":[{"round_robin":{}}]})";
@@ -122,7 +123,10 @@ Other scenarios (each with its own --help):
   --scenario ring-hash-movement  the share of keys ring_hash moves when one of
                                  N backends goes
   --scenario discovery           endpoints in etcd, churning, under wait-for-ready
-                                 calls: failed calls, etcd write to picker, CPU)";
+                                 calls: failed calls, etcd write to picker, CPU
+  --scenario cold-start          a new channel, lbkit against native: time to the
+                                 first call, to N endpoints all serving, and the
+                                 threads and heap per channel and per endpoint)";
 
 // Fills `flags`: -1 to go on, else the status to exit with (--help, a bad flag).
 int ParseFlags(int argc, char** argv, Flags* flags) {
@@ -640,16 +644,6 @@ std::vector<Case> MakeCases(const Flags& flags) {
     }
   }
   return cases;
-}
-
-// User + system CPU time of the whole process (client, backends, gRPC's threads).
-double ProcessCpuSeconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& tv) {
-    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
 RoundResult RunCaseOnce(const Case& c, BenchChannel& ch, const EchoRequest& request,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduces docs/performance.md: builds Release in build-bench/, runs
 # lbkit-pick-benchmark, lbkit-bench, and lbkit-bench's slow-backend,
-# ring-hash-movement and discovery scenarios (about 13 minutes in all on 2
-# cores; discovery starts its own etcd member on loopback), and
+# ring-hash-movement, discovery and cold-start scenarios (about 14 minutes
+# in all on 2 cores; discovery starts its own etcd member on loopback,
+# cold-start its backends as child processes), and
 # writes text and JSON results to build-bench/results/.
 #
 #   bash tools/run-benchmarks.sh                      # everything, defaults
@@ -10,8 +11,9 @@
 #   PICK_ARGS="--benchmark_filter=BM_Pick" bash tools/run-benchmarks.sh
 #   SLOW_ARGS="--rate 1000" bash tools/run-benchmarks.sh   # flags for slow-backend
 #   ONLY=slow-backend bash tools/run-benchmarks.sh     # one part: pick, bench,
-#                                   # slow-backend, ring-hash-movement, discovery
+#                       # slow-backend, ring-hash-movement, discovery, cold-start
 #   DISCOVERY_ARGS="--endpoints 2000" bash tools/run-benchmarks.sh  # flags for discovery
+#   COLD_START_ARGS="--trials 100" bash tools/run-benchmarks.sh     # flags for cold-start
 #
 # The machine should be otherwise idle: the numbers compare lbkit with gRPC's
 # own channel round by round, but a busy neighbour still widens the spread.
@@ -61,7 +63,14 @@ if want ring-hash-movement; then
 fi
 if want discovery; then
   echo "== lbkit-bench --scenario discovery -> $out/discovery.{txt,json}"
+  # shellcheck disable=SC2086  # DISCOVERY_ARGS is a list of flags
   build-bench/tools/lbkit-bench --scenario discovery --json "$out/discovery.json" \
     ${DISCOVERY_ARGS:-} | tee "$out/discovery.txt"
+fi
+if want cold-start; then
+  echo "== lbkit-bench --scenario cold-start -> $out/cold-start.{txt,json}"
+  # shellcheck disable=SC2086  # COLD_START_ARGS is a list of flags
+  build-bench/tools/lbkit-bench --scenario cold-start --no-progress \
+    --json "$out/cold-start.json" ${COLD_START_ARGS:-} | tee "$out/cold-start.txt"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/environment.txt"

@@ -3,6 +3,9 @@
 //   lbkit-bench --scenario slow-backend [flags]        tools/slow_backend.cc
 //   lbkit-bench --scenario ring-hash-movement [flags]  tools/ring_hash_movement.cc
 //   lbkit-bench --scenario discovery [flags]           tools/discovery_bench.cc
+//   lbkit-bench --scenario cold-start [flags]          tools/cold_start.cc
+//     (and its backend child, "--scenario cold-start-backend --ports N",
+//     which cold-start starts itself)
 //
 // Each parses argv from argv[3] with its own CLI11 app (argv[1..2] name the
 // scenario; "--scenario=X" is not accepted, so that the flags always start at
@@ -19,6 +22,8 @@ int RunScenario(int argc, char** argv);
 int RunSlowBackend(int argc, char** argv);
 int RunRingHashMovement(int argc, char** argv);
 int RunDiscovery(int argc, char** argv);
+int RunColdStart(int argc, char** argv);
+int RunColdStartBackend(int argc, char** argv);
 
 }  // namespace lbkit_bench
 
