@@ -164,7 +164,12 @@ SubchannelImpl::~SubchannelImpl() {
 void SubchannelImpl::RequestConnection() {
   if (shutdown_) return;
   ++connection_requests_;
-  if (channel_ != nullptr) channel_->GetState(/*try_to_connect=*/true);
+  if (channel_ == nullptr) return;
+  // Off the serializer: leaving IDLE builds the grpc::Channel's resolver,
+  // policy and connection attempt, which for a policy connecting a thousand
+  // endpoints was most of the turn that created them; on the pool the
+  // requests run side by side, and READY reports are not held up.
+  RunOnControlPool([channel = channel_] { channel->GetState(/*try_to_connect=*/true); });
 }
 
 void SubchannelImpl::ResetBackoff() {

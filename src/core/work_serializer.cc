@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <deque>
@@ -203,6 +204,19 @@ size_t ControlPoolSize() {
   static const size_t size =
       std::clamp<size_t>(std::thread::hardware_concurrency(), size_t{2}, size_t{4});
   return size;
+}
+
+void RunOnControlPool(std::function<void()> fn) {
+  // One serializer per pool thread: tasks spread over them run in parallel.
+  static auto* lanes = [] {
+    auto* lanes = new std::vector<std::unique_ptr<WorkSerializer>>();
+    for (size_t i = 0; i < ControlPoolSize(); ++i) {
+      lanes->push_back(std::make_unique<WorkSerializer>());
+    }
+    return lanes;
+  }();
+  static std::atomic<size_t> next{0};
+  (*lanes)[next.fetch_add(1, std::memory_order_relaxed) % lanes->size()]->Run(std::move(fn));
 }
 
 WorkSerializer::WorkSerializer() : state_(std::make_shared<State>()) {}

@@ -26,6 +26,13 @@ namespace internal {
 // cores allow. Fixed for the life of the process.
 size_t ControlPoolSize();
 
+// Runs `fn` on an lbkit-control thread soon, in no particular order with
+// other such functions (they may run at the same time): for work that needs
+// no channel's serializer and should not hold one up, such as asking a
+// subchannel's grpc::Channel to connect, which builds that channel's
+// resolver, policy and connection attempt. Thread-safe.
+void RunOnControlPool(std::function<void()> fn);
+
 class WorkSerializer {
  public:
   using Clock = std::chrono::steady_clock;
