@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <mutex>
 #include <random>
 #include <set>
@@ -101,6 +102,18 @@ std::string AddressToGrpcTarget(const std::string& address) {
 SubchannelImpl::SubchannelImpl(std::string address, SubchannelStateListener listener)
     : address_(std::move(address)), listener_(std::move(listener)) {}
 
+namespace {
+
+bool HasArg(const grpc::ChannelArguments& args, const char* key) {
+  grpc_channel_args c_args = args.c_channel_args();
+  for (size_t i = 0; i < c_args.num_args; ++i) {
+    if (std::strcmp(c_args.args[i].key, key) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::shared_ptr<SubchannelImpl> SubchannelImpl::Create(
     std::string address, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
     const grpc::ChannelArguments& args, std::shared_ptr<WorkSerializer> serializer,
@@ -119,6 +132,13 @@ std::shared_ptr<SubchannelImpl> SubchannelImpl::Create(
   channel_args.SetInt(GRPC_ARG_CLIENT_IDLE_TIMEOUT_MS, INT_MAX);
   channel_args.SetLoadBalancingPolicyName("pick_first");
   channel_args.SetInt(GRPC_ARG_SERVICE_CONFIG_DISABLE_RESOLUTION, 1);
+  // A subchannel's grpc::Channel is lbkit's, not the application's: without
+  // this, each one is a top-level channel in channelz, with its own node and
+  // trace buffer (heap and time per endpoint). An application that asks for
+  // channelz in ChannelOptions::channel_args keeps it.
+  if (!HasArg(channel_args, GRPC_ARG_ENABLE_CHANNELZ)) {
+    channel_args.SetInt(GRPC_ARG_ENABLE_CHANNELZ, 0);
+  }
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> factories;
   // The application's interceptors first, in its order; lbkit's last, so that
   // it sees the status as gRPC delivered it (ChannelOptions::interceptor_factories).
