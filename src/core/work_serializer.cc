@@ -32,6 +32,9 @@ struct WorkSerializer::State : std::enable_shared_from_this<State> {
   bool queued = false;    // in the pool's ready queue
   bool running = false;   // a thread runs its tasks (a pool thread, or a helping caller)
   bool stopping = false;  // no new work accepted
+  // The thread running its tasks, while `running`: IsCurrent is true on it
+  // however deep in other serializers' tasks (RunAndWait helping) it is.
+  std::atomic<std::thread::id> runner{};
   struct Timer {
     Clock::time_point deadline;
     std::function<void()> fn;
@@ -41,8 +44,13 @@ struct WorkSerializer::State : std::enable_shared_from_this<State> {
 
 namespace {
 
-// The serializer whose task the calling thread runs, if any.
-thread_local const void* current_serializer = nullptr;
+// Whether the calling thread is one of the pool's. Only pool threads help
+// (run another serializer's queued tasks while waiting for it): they must,
+// or a pool whose every thread waits would wait forever; any other thread
+// (the application's, gRPC's callback threads, lbkit-io) waits instead, so
+// that policy code runs only on lbkit's control threads (and, by RunHere,
+// where lbkit chose).
+thread_local bool on_pool_thread = false;
 
 }  // namespace
 
@@ -97,8 +105,7 @@ class ControlPool {
   static void Drain(const std::shared_ptr<State>& state, std::unique_lock<std::mutex>& lock,
                     int limit, const bool* done) {
     state->running = true;
-    const void* outer = current_serializer;
-    current_serializer = state.get();
+    state->runner.store(std::this_thread::get_id(), std::memory_order_relaxed);
     for (int n = 0; !state->tasks.empty() && n < limit; ++n) {
       if (done != nullptr && *done) break;
       std::function<void()> task = std::move(state->tasks.front());
@@ -108,7 +115,7 @@ class ControlPool {
       task = nullptr;  // release captures before taking the lock again
       lock.lock();
     }
-    current_serializer = outer;
+    state->runner.store(std::thread::id(), std::memory_order_relaxed);
     state->running = false;
     if (!state->tasks.empty() && !state->queued) {
       state->queued = true;
@@ -126,8 +133,15 @@ class ControlPool {
 
   void Work() {
     pthread_setname_np(pthread_self(), "lbkit-control");
+    on_pool_thread = true;
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
+      // Due timers first: serializers that always have work keep the ready
+      // queue from emptying, and timers must still fire.
+      if (!timers_.empty() && timers_.begin()->first.first <= Clock::now()) {
+        FireDue(lock);
+        continue;
+      }
       if (!ready_.empty()) {
         std::shared_ptr<State> state = std::move(ready_.front());
         ready_.pop_front();
@@ -141,22 +155,23 @@ class ControlPool {
         cv_.wait(lock);
         continue;
       }
-      Clock::time_point now = Clock::now();
-      auto first = timers_.begin();
-      if (first->first.first > now) {
-        cv_.wait_until(lock, first->first.first);
-        continue;
-      }
-      std::vector<std::pair<uint64_t, std::weak_ptr<State>>> due;
-      while (first != timers_.end() && first->first.first <= now) {
-        due.emplace_back(first->first.second, std::move(first->second));
-        first = timers_.erase(first);
-      }
-      lock.unlock();
-      for (auto& [id, weak] : due) Fire(weak, id);
-      due.clear();
-      lock.lock();
+      cv_.wait_until(lock, timers_.begin()->first.first);
     }
+  }
+
+  // Queues every due timer's function on its serializer. Called with `lock`
+  // (mu_) held; returns with it held.
+  void FireDue(std::unique_lock<std::mutex>& lock) {
+    Clock::time_point now = Clock::now();
+    std::vector<std::pair<uint64_t, std::weak_ptr<State>>> due;
+    for (auto first = timers_.begin(); first != timers_.end() && first->first.first <= now;) {
+      due.emplace_back(first->first.second, std::move(first->second));
+      first = timers_.erase(first);
+    }
+    lock.unlock();
+    for (auto& [id, weak] : due) Fire(weak, id);
+    due.clear();
+    lock.lock();
   }
 
   static void RunTurn(const std::shared_ptr<State>& state) {
@@ -223,7 +238,9 @@ WorkSerializer::WorkSerializer() : state_(std::make_shared<State>()) {}
 
 WorkSerializer::~WorkSerializer() { Shutdown(); }
 
-bool WorkSerializer::IsCurrent() const { return current_serializer == state_.get(); }
+bool WorkSerializer::IsCurrent() const {
+  return state_->runner.load(std::memory_order_relaxed) == std::this_thread::get_id();
+}
 
 bool WorkSerializer::Run(std::function<void()> fn) {
   std::lock_guard<std::mutex> lock(state_->mu);
@@ -237,18 +254,20 @@ bool WorkSerializer::Run(std::function<void()> fn) {
 }
 
 bool WorkSerializer::RunHere(std::function<void()> fn) {
-  std::unique_lock<std::mutex> lock(state_->mu);
-  if (state_->stopping) return false;
-  state_->tasks.push_back(std::move(fn));
-  if (state_->running || state_->queued) return true;  // its turn comes
-  if (state_->tasks.size() > 1) {
-    // Work is waiting (queued from this very thread, say): keep the order.
-    state_->queued = true;
-    ControlPool::Get().Enqueue(state_);
+  // Held here: `fn` may drop the last other reference to this serializer.
+  std::shared_ptr<State> state = state_;
+  std::unique_lock<std::mutex> lock(state->mu);
+  if (state->stopping) return false;
+  state->tasks.push_back(std::move(fn));
+  if (state->running || state->queued) return true;  // its turn comes
+  if (state->tasks.size() > 1) {
+    // Work is waiting: keep the order.
+    state->queued = true;
+    ControlPool::Get().Enqueue(state);
     return true;
   }
   // Only `fn`: run it here; whatever it queues goes to the pool.
-  ControlPool::Drain(state_, lock, 1, nullptr);
+  ControlPool::Drain(state, lock, 1, nullptr);
   return true;
 }
 
@@ -277,41 +296,48 @@ bool WorkSerializer::RunAndWait(const std::function<void()>& fn) {
     fn();
     return true;
   }
+  std::shared_ptr<State> state = state_;  // see RunHere
   bool done = false;
-  std::unique_lock<std::mutex> lock(state_->mu);
-  if (state_->stopping) return false;
-  State* state = state_.get();
-  state_->tasks.push_back([state, &fn, &done] {
+  std::unique_lock<std::mutex> lock(state->mu);
+  if (state->stopping) return false;
+  State* raw = state.get();
+  state->tasks.push_back([raw, &fn, &done] {
     fn();
-    std::lock_guard<std::mutex> lock(state->mu);
+    std::lock_guard<std::mutex> lock(raw->mu);
     done = true;
-    state->idle.notify_all();
+    raw->idle.notify_all();
   });
+  if (!on_pool_thread && !state->queued && !state->running) {
+    state->queued = true;
+    ControlPool::Get().Enqueue(state);
+  }
   while (!done) {
-    if (state_->running) {
-      state_->idle.wait(lock);
+    if (state->running || !on_pool_thread) {
+      state->idle.wait(lock);
     } else {
-      ControlPool::Drain(state_, lock, INT_MAX, &done);
+      ControlPool::Drain(state, lock, INT_MAX, &done);
     }
   }
   return true;
 }
 
 void WorkSerializer::Shutdown() {
+  std::shared_ptr<State> state = state_;              // see RunHere
   std::unordered_map<uint64_t, State::Timer> timers;  // dropped outside the lock
-  std::unique_lock<std::mutex> lock(state_->mu);
-  if (!state_->stopping) {
-    state_->stopping = true;
-    timers.swap(state_->timers);
+  std::unique_lock<std::mutex> lock(state->mu);
+  if (!state->stopping) {
+    state->stopping = true;
+    timers.swap(state->timers);
     for (const auto& [id, timer] : timers) ControlPool::Get().RemoveTimer(timer.deadline, id);
   }
   if (!IsCurrent()) {
-    // Stopping: no task joins the queue, so this ends.
-    while (state_->running || !state_->tasks.empty()) {
-      if (state_->running) {
-        state_->idle.wait(lock);
+    // Stopping: no task joins the queue, so this ends. A queued serializer
+    // is in the ready queue already (Run put it there).
+    while (state->running || !state->tasks.empty()) {
+      if (state->running || !on_pool_thread) {
+        state->idle.wait(lock);
       } else {
-        ControlPool::Drain(state_, lock, INT_MAX, nullptr);
+        ControlPool::Drain(state, lock, INT_MAX, nullptr);
       }
     }
   }

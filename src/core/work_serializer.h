@@ -69,19 +69,20 @@ class WorkSerializer {
   // guarantees the timer's function does not run; from elsewhere it may
   // already be running.
   void Cancel(uint64_t timer_id);
-  // True while the calling thread runs one of this serializer's tasks.
+  // True while the calling thread runs one of this serializer's tasks, also
+  // from inside a task of another serializer that task waits for.
   bool IsCurrent() const;
   // Runs `fn` on the serializer after the tasks already queued, and returns
-  // when it has run; false (and `fn` not run) after Shutdown. Must not be
-  // called on the serializer. When no thread is running the serializer, the
-  // caller runs its queued tasks and `fn` itself, rather than waiting for a
-  // pool thread: no hop, and no deadlock when the caller is a pool thread
-  // and every other one is waiting too.
+  // when it has run; false (and `fn` not run) after Shutdown. On the
+  // serializer, runs `fn` at once. A pool thread that waits runs the
+  // serializer's queued tasks and `fn` itself when no thread is running
+  // them: otherwise a pool whose every thread waits would wait forever. Any
+  // other thread waits for the pool.
   bool RunAndWait(const std::function<void()>& fn);
   // Runs the tasks already queued, then stops: later tasks and pending timers
   // are dropped. Unless called on the serializer, returns only when no task
-  // of it runs or will run (running the queued ones itself when no pool
-  // thread is). Idempotent.
+  // of it runs or will run (a pool thread runs the queued ones itself, as in
+  // RunAndWait). Idempotent.
   void Shutdown();
 
  private:

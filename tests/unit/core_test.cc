@@ -263,6 +263,56 @@ TEST(WorkSerializer, RunAndWaitOnEveryPoolThreadAtOnceDoesNotDeadlock) {
   EXPECT_EQ(arrived.load(), n);
 }
 
+// Timers fire even while every pool thread always has a serializer to run
+// (each turn checks the timers first).
+TEST(WorkSerializer, TimersFireWhileEveryPoolThreadIsBusy) {
+  using lbkit::internal::WorkSerializer;
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<WorkSerializer>> busy;
+  std::function<void(WorkSerializer*)> spin = [&](WorkSerializer* s) {
+    if (!stop.load()) s->Run([&spin, s] { spin(s); });
+  };
+  for (size_t i = 0; i < lbkit::internal::ControlPoolSize() + 1; ++i) {
+    busy.push_back(std::make_unique<WorkSerializer>());
+    WorkSerializer* s = busy.back().get();
+    s->Run([&spin, s] { spin(s); });
+  }
+  WorkSerializer timed;
+  std::promise<void> fired;
+  timed.RunAfter(std::chrono::milliseconds(10), [&] { fired.set_value(); });
+  EXPECT_EQ(fired.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  stop = true;
+  for (auto& s : busy) s->Shutdown();
+}
+
+// A task of A waits for B, whose task waits for A again: A is current on
+// that thread (further up its stack), so the inner wait runs at once rather
+// than waiting for itself.
+TEST(WorkSerializer, NestedRunAndWaitBackIntoTheOuterSerializerDoesNotHang) {
+  lbkit::internal::WorkSerializer a, b;
+  std::atomic<bool> ran{false};
+  std::promise<void> done;
+  a.Run([&] {
+    b.RunAndWait([&] {
+      EXPECT_TRUE(a.IsCurrent());
+      a.RunAndWait([&] { ran = true; });
+    });
+    done.set_value();
+  });
+  ASSERT_EQ(done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(ran.load());
+}
+
+// An application's thread (or gRPC's) that waits for a serializer never
+// runs its tasks itself: policy code stays on lbkit's control threads.
+TEST(WorkSerializer, RunAndWaitFromOutsideThePoolRunsOnThePool) {
+  lbkit::internal::WorkSerializer serializer;
+  std::thread::id ran_on;
+  ASSERT_TRUE(serializer.RunAndWait([&] { ran_on = std::this_thread::get_id(); }));
+  EXPECT_NE(ran_on, std::this_thread::get_id());
+  EXPECT_NE(ran_on, std::thread::id());
+}
+
 // Shutdown from another thread runs what was queued before it, returns
 // only when none of it runs any more, and refuses what comes after.
 TEST(WorkSerializer, ShutdownRunsWhatWasQueuedAndWaitsForIt) {
