@@ -220,8 +220,9 @@ bool PollUntil(Clock::time_point deadline, std::chrono::milliseconds every, Done
 // After a channel is destroyed: waits until at most `threads` threads are
 // left, or (at most 10 s) until their count has not changed for 50 ms, as
 // when gRPC has grown one of its process-wide pools (its default executor
-// starts threads under load and keeps them). lbkit's Shutdown joins the
-// channel's own threads, so this usually returns at once.
+// starts threads under load and keeps them). An lbkit channel has no
+// thread of its own (its control plane runs on lbkit's process-wide pool),
+// so this usually returns at once.
 void WaitForThreads(int threads) {
   std::vector<int> recent;
   PollUntil(
@@ -450,8 +451,10 @@ struct TestChannel {
   TestChannel() = default;
   TestChannel(const TestChannel&) = delete;
   TestChannel& operator=(const TestChannel&) = delete;
-  // lbkit's Shutdown returns after its control thread has ended; a native
-  // channel's connections close on gRPC's threads after it is released.
+  // lbkit's Shutdown returns once the channel's control-plane work has run
+  // (its policy and subchannels released; no thread of its own to end); a
+  // native channel's connections close on gRPC's threads after it is
+  // released.
   ~TestChannel() {
     stub.reset();
     if (lbkit != nullptr) lbkit->Shutdown();

@@ -17,14 +17,24 @@
 //     delete, the first picker published after the resolver update that no
 //     longer lists the address; for a put, the first picker published after
 //     the new endpoint's connection is READY (so it includes connecting);
-//   - CPU per second of the threads that do discovery's work: lbkit-etcd
-//     (the resolver) and lbkit-control (the channel applying each update:
-//     the policy, new subchannels, pickers); the process's too;
+//   - CPU per second of lbkit's own threads, which do all of discovery's
+//     work in the client: lbkit-io (the one I/O thread of the process: the
+//     etcd resolver's calls and parsing, connectivity watching, the relay of
+//     any call that had to wait, and a policy's handling of a connectivity
+//     report when the channel's control plane is idle) and the lbkit-control
+//     pool (the channel's control plane applying each update: the policy, new
+//     subchannels, pickers), each and together; the process's too. Since
+//     issue 12 the two no longer split as "resolver" and "channel", so only
+//     their sum is discovery's cost. lbkit-io does other work too (the
+//     calls' own connectivity and relaying, and whatever I/O gRPC's poller
+//     hands a thread waiting in a completion queue), so both runs report
+//     it: the baseline shows that share without the churn;
 //   - beside it a baseline run with the same endpoints in a static target and
 //     no churn (same callers, same servers), for the calls/s ratio.
 // The observation is a policy, "lbkit_bench_observer", wrapping round_robin:
 // it watches the resolver updates, the subchannels' states and the child's
-// picker publications on the control thread, as any parent policy can.
+// picker publications on the channel's control plane (its work serializer),
+// as any parent policy can.
 #include <unistd.h>
 
 #include <algorithm>
@@ -91,9 +101,9 @@ callers making wait-for-ready calls through an lbkit channel on
 etcd://.../bench with round_robin, while a writer replaces --churn percent of
 the registrations per second. Prints failed calls, the time from each etcd
 write until the channel's policy has it and until its picker reflects it
-(p50/p90/p99/max, beside etcd's own acknowledgement), the CPU of the
-discovery threads, and the calls/s beside a static-target baseline without
-churn.)",
+(p50/p90/p99/max, beside etcd's own acknowledgement), the CPU of lbkit's
+threads that do discovery's work (lbkit-io and the lbkit-control pool), and
+the calls/s and the same CPU beside a static-target baseline without churn.)",
                "lbkit-bench --scenario discovery");
   lbkit_example::AddNumber(app, "--endpoints", &flags->endpoints, 2, 5000,
                            "registered endpoints, 2..5000");
@@ -110,7 +120,7 @@ churn.)",
 
 // ---------------------------------------------------------------------------
 // From an etcd write to the picker: the writer notes each write, the
-// observer policy (on the control thread) notes when it shows.
+// observer policy (on the channel's control plane) notes when it shows.
 
 class Tracker {
  public:
@@ -194,8 +204,8 @@ class Tracker {
 };
 
 // The run being measured: set by the main thread, read by the observer on
-// the control thread (which may still run briefly after the run ends, hence
-// a shared owner).
+// the channel's control plane (which may still run briefly after the run
+// ends, hence a shared owner).
 std::shared_ptr<Tracker> current_tracker;
 std::shared_ptr<Tracker> CurrentTracker() { return std::atomic_load(&current_tracker); }
 
@@ -383,9 +393,14 @@ struct RunResult {
   double seconds = 0;
   double ready_seconds = 0;                         // channel created until every endpoint READY
   double process_cpu = 0;                           // CPU seconds per second
-  double control_cpu = 0;                           // the lbkit-control thread's
+  double control_cpu = 0;                           // every lbkit-control thread's (the pool)
+  int control_threads = 0;                          // how many lbkit-control threads
+  double io_cpu = 0;                                // the lbkit-io thread's
   std::map<std::string, double> lbkit_threads_cpu;  // every lbkit-* thread, per second
-  double discovery_cpu = 0;  // lbkit-control and lbkit-etcd: every discovery update's work
+  // lbkit-io + lbkit-control: every discovery update's work in the client,
+  // with lbkit-io's other work (connectivity watching, relaying calls that
+  // waited), which the baseline shows without the churn.
+  double io_and_control_cpu = 0;
   Tracker::Latencies latencies;
   std::vector<uint32_t> etcd_ack_ns;
   uint64_t writes = 0;
@@ -435,7 +450,7 @@ RunResult Run(const std::string& name, const std::string& target, const Flags& f
   std::mutex error_mu;
   std::vector<std::thread> callers;
   const double cpu_before = ProcessCpuSeconds();
-  const std::map<std::string, double> threads_before = ThreadCpuSeconds();
+  const std::map<std::string, ThreadGroup> threads_before = ThreadsByName();
   const Clock::time_point start = Clock::now();
   for (int t = 0; t < flags.threads; ++t) {
     callers.emplace_back([&] {
@@ -500,7 +515,7 @@ RunResult Run(const std::string& name, const std::string& target, const Flags& f
   }
   const Clock::time_point end = Clock::now();
   const double cpu_after = ProcessCpuSeconds();
-  const std::map<std::string, double> threads_after = ThreadCpuSeconds();
+  const std::map<std::string, ThreadGroup> threads_after = ThreadsByName();
   stop = true;
   for (std::thread& caller : callers) caller.join();
   // Changes written in the last moments get up to 2 s to show.
@@ -518,15 +533,26 @@ RunResult Run(const std::string& name, const std::string& target, const Flags& f
   result.calls = calls.load();
   result.failed = failed.load();
   result.process_cpu = (cpu_after - cpu_before) / result.seconds;
-  for (const auto& [thread, seconds] : threads_after) {
+  // By thread name: the lbkit-control pool's threads share one name, so
+  // their CPU is summed. The pool and lbkit-io live as long as the process,
+  // so nothing measured here ended inside the window.
+  for (const auto& [thread, group] : threads_after) {
     auto before = threads_before.find(thread);
-    double used = seconds - (before == threads_before.end() ? 0 : before->second);
-    if (thread.rfind("lbkit", 0) == 0) result.lbkit_threads_cpu[thread] = used / result.seconds;
-    if (thread == "lbkit-control") result.control_cpu = used / result.seconds;
-    if (thread == "lbkit-control" || thread == "lbkit-etcd") {
-      result.discovery_cpu += used / result.seconds;
+    double used =
+        group.cpu_seconds - (before == threads_before.end() ? 0 : before->second.cpu_seconds);
+    const double per_second = used / result.seconds;
+    // The bench's own threads (main, callers) carry the process's name,
+    // lbkit-bench: not lbkit's.
+    if (thread.rfind("lbkit-", 0) == 0 && thread != "lbkit-bench") {
+      result.lbkit_threads_cpu[thread] = per_second;
     }
+    if (thread == "lbkit-control") {
+      result.control_cpu = per_second;
+      result.control_threads = group.count;
+    }
+    if (thread == "lbkit-io") result.io_cpu = per_second;
   }
+  result.io_and_control_cpu = result.io_cpu + result.control_cpu;
   return result;
 }
 
@@ -547,11 +573,11 @@ void Print(const RunResult& r) {
               static_cast<unsigned long long>(r.failed),
               r.first_error.empty() ? "" : "; first: ", r.first_error.c_str());
   std::printf("%-22s all endpoints READY %.2f s after channel creation\n", "", r.ready_seconds);
-  std::printf("%-22s CPU %.3f s/s (process), %.3f s/s (lbkit-control)\n", "", r.process_cpu,
-              r.control_cpu);
+  std::printf(
+      "%-22s CPU %.3f s/s (process); lbkit-io + lbkit-control %.3f s/s (lbkit-io %.3f, "
+      "lbkit-control pool of %d %.3f)\n",
+      "", r.process_cpu, r.io_and_control_cpu, r.io_cpu, r.control_threads, r.control_cpu);
   if (r.writes > 0) {
-    std::printf("%-22s CPU of the discovery threads (lbkit-control + lbkit-etcd): %.3f s/s\n", "",
-                r.discovery_cpu);
     const Tracker::Latencies& l = r.latencies;
     for (const auto& [label, values] :
          std::vector<std::pair<const char*, const std::vector<uint32_t>*>>{
@@ -578,12 +604,14 @@ nlohmann::json ToJson(const RunResult& r) {
                         {"calls_per_second", r.calls / r.seconds},
                         {"all_ready_seconds", r.ready_seconds},
                         {"process_cpu_seconds_per_second", r.process_cpu},
-                        {"control_thread_cpu_seconds_per_second", r.control_cpu},
+                        {"io_and_control_cpu_seconds_per_second", r.io_and_control_cpu},
+                        {"io_thread_cpu_seconds_per_second", r.io_cpu},
+                        {"control_pool_cpu_seconds_per_second", r.control_cpu},
+                        {"control_pool_threads", r.control_threads},
                         {"lbkit_threads_cpu_seconds_per_second", r.lbkit_threads_cpu},
                         {"writes", r.writes},
                         {"unreflected_writes", r.latencies.unreflected}};
   if (r.writes > 0) {
-    all["discovery_threads_cpu_seconds_per_second"] = r.discovery_cpu;
     all["etcd_write_acked"] = Percentiles(r.etcd_ack_ns);
     all["put_to_policy"] = Percentiles(r.latencies.put_to_policy);
     all["put_to_picker"] = Percentiles(r.latencies.put_to_picker);
@@ -633,7 +661,8 @@ int RunDiscovery(int argc, char** argv) {
     Print(baseline);
     json["static_baseline"] = ToJson(baseline);
     // Both runs keep the machine's cores busy, so the process's CPU is no
-    // measure of discovery's cost; the discovery threads' CPU is (above).
+    // measure of discovery's cost; lbkit-io + lbkit-control is (above),
+    // beside the same threads' in the baseline.
     const double ratio = (churn.calls / churn.seconds) / (baseline.calls / baseline.seconds);
     std::printf("calls/s while churning: %.2f of the static baseline's\n", ratio);
     json["churn_throughput_ratio"] = ratio;
