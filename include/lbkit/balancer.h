@@ -7,12 +7,31 @@
 //
 // Thread-safety, the one rule: every Balancer method, every subchannel state
 // listener, every timer and every Helper::Post callback of one channel runs on
-// that channel's work serializer, one at a time. A balancer therefore needs no
-// lock of its own. Pickers are the exception: see picker.h.
+// that channel's work serializer: one at a time, in the order queued, never
+// two at once. A balancer therefore needs no lock of its own. Pickers are the
+// exception: see picker.h.
+//
+// Which thread runs the serializer varies from one callback to the next:
+// usually one of lbkit's `lbkit-control` threads, a small fixed pool (2 to 4)
+// shared by every channel in the process; a subchannel's state change may be
+// delivered on lbkit's I/O thread (`lbkit-io`) when the channel has no other
+// control-plane work queued; and Channel::Snapshot() and Channel::Shutdown()
+// run the work queued before them on their caller's thread when no lbkit
+// thread is running it. lbkit itself never runs it on gRPC's callback
+// threads (only an application calling Snapshot() or Shutdown() on one
+// brings it there). Do not rely on the thread's identity: thread_local state
+// is not per channel.
+//
+// Policy code must not block: no sleeping, no synchronous RPC or file or
+// network I/O, no waiting on another thread, another channel or a lock held
+// for long. Its threads are shared with every channel in the process, and on
+// lbkit-io a blocked callback also stalls every relayed call, health watch,
+// connectivity report and etcd resolver in it. Hand slow work to a thread of
+// your own and bring its result back with Helper::Post.
 //
 // Exceptions: policy code should not throw, but lbkit stops what it throws
 // (std::exception or anything else) at the policy's ChildBalancer, never
-// letting it reach the channel's thread. A throwing Build, Balancer method,
+// letting it reach lbkit's threads. A throwing Build, Balancer method,
 // subchannel state listener, timer or Helper::Post callback puts that policy
 // into TRANSIENT_FAILURE: calls fail with UNAVAILABLE
 // 'policy "<name>" threw: <what()> (in <callback>)', the line is logged, the

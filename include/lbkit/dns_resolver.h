@@ -13,8 +13,9 @@
 // so a policy such as round_robin balances across them.
 //
 // Lookups run on one lbkit thread ("lbkit-dns") shared by every dns resolver
-// of the process, never on a channel's control thread; it exists while at
-// least one dns resolver is started. docs/discovery.md has the details.
+// of the process, never on a channel's work serializer (lbkit's control-plane
+// threads, shared by every channel); it exists while at least one dns
+// resolver is started. docs/discovery.md has the details.
 //
 // To change the options, replace the default factory before creating
 // channels (channels created earlier keep theirs):

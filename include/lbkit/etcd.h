@@ -79,7 +79,12 @@ struct LBKIT_EXPORT EtcdRegistrarOptions {
 // once; a key another registrar wrote since (a new instance on the same
 // address) is on that registrar's lease and stays.
 //
-// Thread-safety: every method may be called from any thread.
+// Thread-safety: every method may be called from any thread, except that
+// Shutdown() and the destructor must not be called on lbkit's I/O thread (from
+// a policy, or from a relayed call's interceptor or done-callback): the
+// registrar's calls complete on that thread, so Shutdown may wait there for
+// up to its whole timeout, stalling lbkit's I/O meanwhile, and then fail to
+// revoke the lease (the key stays until the lease expires).
 class LBKIT_EXPORT EtcdRegistrar {
  public:
   // Checks `options` and starts registering in the background; returns at

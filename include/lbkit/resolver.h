@@ -5,7 +5,9 @@
 //
 // Thread-safety: ManualResolver's public methods and ResolverListener's
 // methods may be called from any thread. Resolver's own methods are called by
-// the channel, one at a time.
+// the channel, one at a time, on its work serializer (balancer.h says which
+// threads run it: lbkit's, shared by every channel in the process), so they
+// must not block.
 #ifndef LBKIT_RESOLVER_H_
 #define LBKIT_RESOLVER_H_
 
@@ -99,7 +101,13 @@ class LBKIT_EXPORT ResolverListener {
 };
 
 // A name resolver. The channel calls Start once, RequestReresolution any
-// number of times, then Shutdown once; never two of them at the same time.
+// number of times, then Shutdown once; never two of them at the same time, and
+// each on the channel's work serializer. None may block: a resolver that
+// looks names up or talks to a registry does it on a thread of its own or
+// asynchronously (lbkit's dns resolver has its lbkit-dns thread; etcd's runs
+// on lbkit's I/O thread) and reports through the listener. Shutdown may wait
+// for the resolver's own work in progress, for instance a listener call
+// under way, which never blocks.
 class LBKIT_EXPORT Resolver {
  public:
   virtual ~Resolver() = default;
@@ -150,9 +158,9 @@ class LBKIT_EXPORT ManualResolver : public Resolver {
   static std::shared_ptr<ManualResolver> Create();
 
   // Sets the state the channel sees when it starts. Called after the channel
-  // has started (channel creation starts it on the channel's own thread, so
-  // this can happen sooner than it looks), it is delivered as UpdateState
-  // would, rather than lost. Thread-safe.
+  // has started (channel creation starts it on the channel's work serializer,
+  // on another thread, so this can happen sooner than it looks), it is
+  // delivered as UpdateState would, rather than lost. Thread-safe.
   void SetInitialState(ResolverState state);
   // Reports a new state: to the channel if started, else as the initial state.
   // Thread-safe.

@@ -40,12 +40,14 @@ struct LBKIT_EXPORT ServiceConfig {
 };
 
 // Limits checked before the JSON is parsed, so that input from outside the
-// program (a resolver, DNS TXT records, a file) cannot exhaust the control
-// thread's stack or memory inside the JSON library:
+// program (a resolver, DNS TXT records, a file) cannot exhaust the stack or
+// memory of the thread parsing it (the channel's work serializer's, one of
+// lbkit's threads shared by every channel) inside the JSON library:
 //   kMaxServiceConfigBytes: 4 MiB, gRPC's default limit on a received
 //     message, so a config fetched over gRPC (etcd, a control plane) could not
 //     be larger anyway; real configs are a few KiB. Parsing one this size
-//     takes some tens of milliseconds on the channel's control thread.
+//     takes some tens of milliseconds on the channel's work serializer, which
+//     keeps one of those threads from other channels' work meanwhile.
 //   kMaxServiceConfigDepth: 64 nested arrays/objects, gRPC's own JSON
 //     reader's limit.
 inline constexpr std::size_t kMaxServiceConfigBytes = 4 * 1024 * 1024;

@@ -2,10 +2,15 @@
 //
 // Why: gRPC's callback API runs completions on a small pool shared by every
 // callback call in the process. If lbkit's own work (health watches, the
-// connection-error probe, connectivity watching, relaying queued calls) ran
-// there, an application that blocks those threads would stall lbkit too, and
-// with it the calls the application is waiting for. Everything lbkit asks of
-// gRPC completes here instead, on a thread nobody else can block.
+// connection-error probe, connectivity watching, relaying queued calls, the
+// etcd resolver's and registrar's calls and timers) ran there, an
+// application that blocks those threads would stall lbkit too, and with it
+// the calls the application is waiting for. Everything lbkit asks of gRPC
+// completes here instead, on a thread nobody else can block. Code the
+// application gives lbkit runs here too, and must not block it: a relayed
+// call's interceptors and pick done-callback, and a policy's handling of a
+// connectivity change when its channel's control plane is idle
+// (WorkSerializer::RunHere).
 //
 // The queue belongs to a port-less in-process grpc::Server, so that it can
 // also serve lbkit's call relay (call_relay.h).

@@ -29,8 +29,9 @@ nlohmann::json SinglePolicyList(const std::string& name) {
 }
 
 // gRPC's own JSON reader refuses nesting deeper than this; so does lbkit,
-// before parsing, so that hostile input cannot exhaust the control thread's
-// stack inside the JSON library.
+// before parsing, so that hostile input cannot exhaust the stack of the
+// thread parsing it (one of lbkit's shared control-plane threads, usually)
+// inside the JSON library.
 constexpr int kMaxNestingDepth = 64;
 
 std::string Join(const std::vector<std::string>& names) {

@@ -420,7 +420,7 @@ namespace lbkit {
 namespace {
 // Checked before the base is built from it: a null one is the caller's bug,
 // reported as a throw (which a policy's ChildBalancer catches) instead of a
-// crash on the channel's thread.
+// crash on one of lbkit's threads.
 Subchannel& Checked(const std::shared_ptr<Subchannel>& wrapped) {
   if (wrapped == nullptr) {
     throw std::invalid_argument("lbkit::ForwardingSubchannel: the wrapped subchannel is null");

@@ -9,7 +9,7 @@
 // blocks it. That loop has one thread, so a stream operation's completion
 // and its watchdog never run at once: they share KeepAliveCall unlocked.
 //
-// Shutdown (a user's thread: no user code runs on the IoLoop) sets
+// Shutdown (a user's thread, never the IoLoop's: see etcd.h) sets
 // `stopping_`, cancels the etcd call in flight (its ClientContext is
 // published in `active_`; a call not started yet is refused by Activate) and
 // the alarm, and waits until no call is in flight (cancelled calls complete

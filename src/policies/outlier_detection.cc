@@ -107,7 +107,8 @@ grpc::Status ParseOutlierDetectionConfig(const nlohmann::json& json,
   grpc::Status status = ParseDurationField(json, "interval", &config->interval);
   if (!status.ok()) return status;
   if (config->interval < std::chrono::milliseconds(1)) {
-    // Zero would run the sweep back to back on the channel's control thread.
+    // Zero would run the sweep back to back on the channel's work serializer,
+    // holding one of the control-plane threads every channel shares.
     return Invalid("interval must be at least 1ms, got " + json["interval"].dump());
   }
   status = ParseDurationField(json, "baseEjectionTime", &config->base_ejection_time);

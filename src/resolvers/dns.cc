@@ -1,8 +1,9 @@
 // The "dns" resolver (include/lbkit/dns_resolver.h): c-ares lookups on one
 // thread shared by every dns resolver of the process.
 //
-// Threads. A DnsResolver's methods run on its channel's control thread and
-// only post tasks. Everything a lookup touches (the c-ares channel, the
+// Threads. A DnsResolver's methods run on its channel's work serializer
+// (lbkit's control-plane threads, shared by every channel) and only post
+// tasks. Everything a lookup touches (the c-ares channel, the
 // timers, the listener) belongs to a Lookups object that lives on the
 // lbkit-dns thread (DnsLoop), which alone calls c-ares and the listener: no
 // lock is needed around either, and a slow DNS server never holds up a
