@@ -123,8 +123,6 @@ class LBKIT_EXPORT Channel : public grpc::ChannelInterface {
   // when the last reference goes. Returns once the channel's control-plane
   // work has run (the resolver shut down, the policy destroyed); when no lbkit
   // thread is running that work, it runs on the calling thread (balancer.h).
-  // Called from the channel's own policy code it cannot wait for that, and
-  // returns at once.
   // The channel has no thread of its own to end: its control plane runs on
   // threads lbkit shares among every channel in the process.
   virtual void Shutdown() = 0;
