@@ -109,9 +109,9 @@ class LBKIT_EXPORT CallDoneInfo {
 // - A pick lbkit could not use (the picked connection had gone down before
 //   the call started; the call then waits for the next picker): at once, on
 //   the thread that picked (the caller's, or, for a waiting call, the one
-//   running the channel's work serializer: balancer.h), with CANCELLED and a message starting
-//   "lbkit: pick not used". Nothing was sent to that backend, so a policy counting failures per
-//   backend should not count it.
+//   running the channel's work serializer: balancer.h), with CANCELLED and a
+//   message starting "lbkit: pick not used". Nothing was sent to that
+//   backend, so a policy counting failures per backend should not count it.
 // - A waiting call that ended (deadline, TryCancel) just as it was placed,
 //   so that nothing was sent: with CANCELLED, at once on the thread running
 //   the channel's work serializer ("call ended while queued"), or on lbkit's

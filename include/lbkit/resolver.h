@@ -159,7 +159,7 @@ class LBKIT_EXPORT ManualResolver : public Resolver {
 
   // Sets the state the channel sees when it starts. Called after the channel
   // has started (channel creation starts it on the channel's work serializer,
-  // on another thread, so this can happen sooner than it looks), it is
+  // usually on another thread, so this can happen sooner than it looks), it is
   // delivered as UpdateState would, rather than lost. Thread-safe.
   void SetInitialState(ResolverState state);
   // Reports a new state: to the channel if started, else as the initial state.
