@@ -11,16 +11,14 @@
 // two at once. A balancer therefore needs no lock of its own. Pickers are the
 // exception: see picker.h.
 //
-// Which thread runs the serializer varies from one callback to the next:
-// usually one of lbkit's `lbkit-control` threads, a small fixed pool (2 to 4)
-// shared by every channel in the process; a subchannel's state change may be
-// delivered on lbkit's I/O thread (`lbkit-io`) when the channel has no other
-// control-plane work queued; and Channel::Snapshot() and Channel::Shutdown()
-// run the work queued before them on their caller's thread when no lbkit
-// thread is running it. lbkit itself never runs it on gRPC's callback
-// threads (only an application calling Snapshot() or Shutdown() on one
-// brings it there). Do not rely on the thread's identity: thread_local state
-// is not per channel.
+// Which thread runs the serializer varies from one callback to the next, but
+// it is always one of lbkit's own: one of the `lbkit-control` threads, a
+// small fixed pool (2 to 4) shared by every channel in the process, or lbkit's
+// I/O thread (`lbkit-io`), which delivers a subchannel's state change itself
+// when the channel has no other control-plane work queued. Never an
+// application's thread (Channel::Snapshot() and Shutdown() wait for the pool
+// instead) and never gRPC's callback threads. Do not rely on the thread's
+// identity: thread_local state is not per channel.
 //
 // Policy code must not block: no sleeping, no synchronous RPC or file or
 // network I/O, no waiting on another thread, another channel or a lock held

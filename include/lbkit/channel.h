@@ -121,15 +121,15 @@ class LBKIT_EXPORT Channel : public grpc::ChannelInterface {
   // Stops the resolver, fails queued and later calls with UNAVAILABLE, and
   // releases every subchannel (calls in flight finish). Idempotent. Also done
   // when the last reference goes. Returns once the channel's control-plane
-  // work has run (the resolver shut down, the policy destroyed); when no lbkit
-  // thread is running that work, it runs on the calling thread (balancer.h).
-  // The channel has no thread of its own to end: its control plane runs on
-  // threads lbkit shares among every channel in the process.
+  // work has run on lbkit's threads (the resolver shut down, the policy
+  // destroyed). The channel has no thread of its own to end: its control
+  // plane runs on threads lbkit shares among every channel in the process
+  // (balancer.h).
   virtual void Shutdown() = 0;
-  // A consistent copy of the channel's state. Waits for the control-plane
-  // work queued before it, running it on the calling thread when no lbkit
-  // thread is (balancer.h); so it must not be called while holding a lock
-  // the channel's policy or resolver may take.
+  // A consistent copy of the channel's state. Waits until lbkit's threads have
+  // run the control-plane work queued before it (balancer.h); so it must not
+  // be called while holding a lock the channel's policy or resolver may
+  // take.
   virtual ChannelSnapshot Snapshot() = 0;
 };
 
