@@ -155,7 +155,9 @@ class ControlPool {
         cv_.wait(lock);
         continue;
       }
-      cv_.wait_until(lock, timers_.begin()->first.first);
+      // A copy: while this thread waits, another may erase that timer.
+      const Clock::time_point next = timers_.begin()->first.first;
+      cv_.wait_until(lock, next);
     }
   }
 
