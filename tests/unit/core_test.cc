@@ -212,27 +212,39 @@ TEST(WorkSerializer, ManySerializersShareTheFixedPool) {
   EXPECT_GE(lbkit::internal::ControlPoolSize(), 2u);
 }
 
+// One more serializer than the pool has threads, each always re-posting a
+// task: every pool thread always has a serializer to run. Stops on
+// destruction.
+class BusySerializers {
+ public:
+  BusySerializers() {
+    for (size_t i = 0; i < lbkit::internal::ControlPoolSize() + 1; ++i) {
+      busy_.push_back(std::make_unique<lbkit::internal::WorkSerializer>());
+      Spin(busy_.back().get());
+    }
+  }
+  ~BusySerializers() {
+    stop_ = true;
+    for (auto& s : busy_) s->Shutdown();
+  }
+
+ private:
+  void Spin(lbkit::internal::WorkSerializer* s) {
+    if (!stop_.load()) s->Run([this, s] { Spin(s); });
+  }
+  std::atomic<bool> stop_{false};
+  std::vector<std::unique_ptr<lbkit::internal::WorkSerializer>> busy_;
+};
+
 // A serializer that always has work gives its pool thread up after a batch:
 // with one more such serializer than there are pool threads, another
 // serializer's task still runs.
 TEST(WorkSerializer, BusySerializersDoNotStarveOthers) {
-  using lbkit::internal::WorkSerializer;
-  std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<WorkSerializer>> busy;
-  std::function<void(WorkSerializer*)> spin = [&](WorkSerializer* s) {
-    if (!stop.load()) s->Run([&spin, s] { spin(s); });
-  };
-  for (size_t i = 0; i < lbkit::internal::ControlPoolSize() + 1; ++i) {
-    busy.push_back(std::make_unique<WorkSerializer>());
-    WorkSerializer* s = busy.back().get();
-    s->Run([&spin, s] { spin(s); });
-  }
-  WorkSerializer other;
+  BusySerializers busy;
+  lbkit::internal::WorkSerializer other;
   std::promise<void> ran;
   other.Run([&] { ran.set_value(); });
   EXPECT_EQ(ran.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  stop = true;
-  for (auto& s : busy) s->Shutdown();
 }
 
 // RunAndWait from a pool thread, while every other pool thread waits too,
@@ -266,23 +278,11 @@ TEST(WorkSerializer, RunAndWaitOnEveryPoolThreadAtOnceDoesNotDeadlock) {
 // Timers fire even while every pool thread always has a serializer to run
 // (each turn checks the timers first).
 TEST(WorkSerializer, TimersFireWhileEveryPoolThreadIsBusy) {
-  using lbkit::internal::WorkSerializer;
-  std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<WorkSerializer>> busy;
-  std::function<void(WorkSerializer*)> spin = [&](WorkSerializer* s) {
-    if (!stop.load()) s->Run([&spin, s] { spin(s); });
-  };
-  for (size_t i = 0; i < lbkit::internal::ControlPoolSize() + 1; ++i) {
-    busy.push_back(std::make_unique<WorkSerializer>());
-    WorkSerializer* s = busy.back().get();
-    s->Run([&spin, s] { spin(s); });
-  }
-  WorkSerializer timed;
+  BusySerializers busy;
+  lbkit::internal::WorkSerializer timed;
   std::promise<void> fired;
   timed.RunAfter(std::chrono::milliseconds(10), [&] { fired.set_value(); });
   EXPECT_EQ(fired.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  stop = true;
-  for (auto& s : busy) s->Shutdown();
 }
 
 // A task of A waits for B, whose task waits for A again: A is current on
